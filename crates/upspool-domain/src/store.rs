@@ -1,0 +1,219 @@
+//! The storage contracts, in the domain's terms. Backends live in their own crates
+//! (`upspool-store-sqlite`, `upspool-blob-fs`, ...); the domain and the HTTP layer see only
+//! these traits.
+//!
+//! Each method's doc says what the caller guarantees and what the implementation must do, so
+//! that a new backend can be written without reading the upload engine.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures_util::stream::BoxStream;
+use thiserror::Error;
+use uuid::Uuid;
+
+use crate::model::{
+    BlobKey, Document, DownloadGrant, Job, JobId, JobState, JobStatus, Printer, Share,
+    UploadSession,
+};
+use crate::range_set::{ByteRange, RangeSet};
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The database cannot be reached or is locked for too long; worth retrying later.
+    #[error("metadata store unavailable: {0}")]
+    Unavailable(String),
+    /// The database's disk is full.
+    #[error("metadata store is out of space")]
+    StorageFull,
+    /// A uniqueness or consistency rule refused the change.
+    #[error("metadata conflict: {0}")]
+    Conflict(String),
+    #[error("metadata store error: {0}")]
+    Internal(String),
+}
+
+#[derive(Debug, Error)]
+pub enum BlobError {
+    #[error("no such blob")]
+    NotFound,
+    /// ENOSPC, EDQUOT, or a configured quota.
+    #[error("byte store is full")]
+    StorageFull,
+    #[error("byte store unavailable: {0}")]
+    Unavailable(String),
+    #[error("byte store I/O error: {0}")]
+    Io(String),
+}
+
+/// Which jobs to list, in which order, which page.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobQuery {
+    /// Jobs of this printer (a share lists its printer's jobs).
+    pub printer_id: Uuid,
+    /// `createdBy/userPrincipalName eq '...'` (exact, case-insensitive match).
+    pub created_by_upn: Option<String>,
+    /// `status/state eq '...'`.
+    pub state: Option<JobState>,
+    /// `isFetchable eq true|false`.
+    pub is_fetchable: Option<bool>,
+    /// Order by `createdDateTime` then `id`; descending when true.
+    pub descending: bool,
+    pub skip: u64,
+    /// Page size; the store returns at most this many jobs.
+    pub top: u32,
+}
+
+/// What completing an upload writes, in the same transaction as its last range.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Completion {
+    /// The document with `display_name`, `content_type`, `size`, `uploaded` and `blob` set.
+    pub document: Document,
+    pub completed_at: DateTime<Utc>,
+    pub grace_until: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// The range is recorded and the expiry moved.
+    Committed,
+    /// The range is recorded, and the session, document and job were completed.
+    Completed,
+    /// The session is no longer active (deleted, replaced, completed by someone else, or its
+    /// job canceled): nothing was recorded.
+    SessionGone,
+}
+
+/// Where jobs, documents, sessions and received ranges are recorded.
+///
+/// Every write must be durable when the method returns: the upload engine acknowledges
+/// bytes to clients right after `commit_segment`.
+#[async_trait]
+pub trait MetadataStore: Send + Sync + 'static {
+    /// Answers when the store is usable (for `/readyz`).
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    async fn insert_printer(&self, printer: &Printer) -> Result<(), StoreError>;
+    async fn get_printer(&self, id: Uuid) -> Result<Option<Printer>, StoreError>;
+    /// All printers, ordered by creation time then id.
+    async fn list_printers(&self) -> Result<Vec<Printer>, StoreError>;
+    /// Deletes the printer with its shares, jobs, documents, sessions and grants. Returns
+    /// `None` when there was no such printer, else the blob keys that nothing references any
+    /// more (documents' and sessions' bytes), for the caller to delete from the byte store.
+    async fn delete_printer(&self, id: Uuid) -> Result<Option<Vec<BlobKey>>, StoreError>;
+
+    /// The caller guarantees that `share.printer_id` exists.
+    async fn insert_share(&self, share: &Share) -> Result<(), StoreError>;
+    async fn get_share(&self, id: Uuid) -> Result<Option<Share>, StoreError>;
+    /// All shares, ordered by creation time then id.
+    async fn list_shares(&self) -> Result<Vec<Share>, StoreError>;
+    /// Returns false when there was no such share. Jobs stay with their printer.
+    async fn delete_share(&self, id: Uuid) -> Result<bool, StoreError>;
+
+    /// Stores a new job and its one document atomically. The store assigns the job id from a
+    /// counter that never repeats (ignoring `job.id` and `document.job_id`) and returns both
+    /// as stored.
+    async fn create_job(&self, job: Job, document: Document) -> Result<(Job, Document), StoreError>;
+    async fn get_job(&self, id: JobId) -> Result<Option<Job>, StoreError>;
+    /// One page of jobs matching `query`.
+    async fn list_jobs(&self, query: &JobQuery) -> Result<Vec<Job>, StoreError>;
+    /// Compare-and-set of a job's status: applies `to` (and `is_fetchable`) only if the
+    /// job's current state is one of `from`. Returns the updated job, or `None` when the job
+    /// does not exist or is in another state.
+    async fn transition_job(
+        &self,
+        id: JobId,
+        from: &[JobState],
+        to: &JobStatus,
+        is_fetchable: bool,
+    ) -> Result<Option<Job>, StoreError>;
+
+    async fn documents_of_job(&self, job: JobId) -> Result<Vec<Document>, StoreError>;
+    async fn get_document(&self, id: Uuid) -> Result<Option<Document>, StoreError>;
+    /// Sets `downloaded` to `at` unless it is already set.
+    async fn mark_document_downloaded(&self, id: Uuid, at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Forgets where a document's bytes are (after the sweeper deleted them).
+    async fn clear_document_blob(&self, id: Uuid) -> Result<(), StoreError>;
+    /// Documents of canceled or aborted jobs whose bytes are still kept, at most `limit`.
+    async fn blobs_of_ended_jobs(&self, limit: u32) -> Result<Vec<(Uuid, BlobKey)>, StoreError>;
+
+    /// Stores `session` as its document's only session, deleting any older ones (with their
+    /// ranges) in the same transaction. Returns the deleted sessions so that the caller can
+    /// delete their bytes. The caller guarantees the document exists and is not uploaded.
+    async fn replace_upload_session(
+        &self,
+        session: &UploadSession,
+    ) -> Result<Vec<UploadSession>, StoreError>;
+    /// A session with every range committed for it so far.
+    async fn get_upload_session(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<(UploadSession, RangeSet)>, StoreError>;
+    /// The document's session, in any state, if it has one.
+    async fn session_of_document(&self, document: Uuid) -> Result<Option<UploadSession>, StoreError>;
+    /// Records `range` as received and sets the session's expiry to `expires`, atomically,
+    /// only if the session exists and is active; otherwise records nothing and answers
+    /// `SessionGone`. With `completion`, the same transaction also marks the session completed
+    /// (`completed_at`, `grace_until`), writes the completed document (its display name,
+    /// content type, size, uploaded time and blob key) and removes `uploadPending` from the
+    /// job's details.
+    ///
+    /// The caller guarantees the bytes of `range` are already durable in the byte store, and
+    /// serialises commits of one session (so completion is decided on a consistent view).
+    async fn commit_segment(
+        &self,
+        session: Uuid,
+        range: ByteRange,
+        expires: DateTime<Utc>,
+        completion: Option<&Completion>,
+    ) -> Result<CommitOutcome, StoreError>;
+    /// Deletes a session and its ranges, in any state. Returns it if it existed.
+    async fn delete_upload_session(&self, id: Uuid) -> Result<Option<UploadSession>, StoreError>;
+    /// Active sessions whose expiry is before `now` and completed sessions whose grace ended
+    /// before `now`, at most `limit`.
+    async fn sessions_to_sweep(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<UploadSession>, StoreError>;
+
+    async fn insert_download_grant(&self, grant: &DownloadGrant) -> Result<(), StoreError>;
+    async fn get_download_grant(&self, id: Uuid) -> Result<Option<DownloadGrant>, StoreError>;
+    /// Deletes grants that expired before `now`; returns how many.
+    async fn delete_expired_download_grants(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
+}
+
+/// Where document bytes live. A blob is written positionally while its upload session is
+/// active and read after completion; it is never moved or copied.
+#[async_trait]
+pub trait BlobStore: Send + Sync + 'static {
+    /// Creates an empty blob that will hold `size` bytes. Durable when it returns. The caller
+    /// guarantees `key` is new.
+    async fn create(&self, key: &BlobKey, size: u64) -> Result<(), BlobError>;
+    /// Opens a blob for positional writes and reads while it is being uploaded.
+    async fn open(&self, key: &BlobKey) -> Result<Arc<dyn BlobHandle>, BlobError>;
+    /// Streams `len` bytes starting at `offset` (for downloads). The caller guarantees the range
+    /// lies within the blob's size.
+    async fn read_stream(
+        &self,
+        key: &BlobKey,
+        offset: u64,
+        len: u64,
+    ) -> Result<BoxStream<'static, Result<Bytes, BlobError>>, BlobError>;
+    /// Deletes a blob. Deleting a missing blob is not an error.
+    async fn delete(&self, key: &BlobKey) -> Result<(), BlobError>;
+}
+
+/// An open blob. Writes to disjoint ranges may run concurrently; the caller (the upload
+/// engine) guarantees that no two writes to the same byte run at once.
+#[async_trait]
+pub trait BlobHandle: Send + Sync {
+    /// Writes `data` at `offset`. Not durable until `sync`.
+    async fn write_at(&self, offset: u64, data: Bytes) -> Result<(), BlobError>;
+    /// Reads exactly `len` bytes at `offset` (bytes never written read as zeros).
+    async fn read_at(&self, offset: u64, len: usize) -> Result<Bytes, BlobError>;
+    /// Makes every write made so far through any handle of this blob durable.
+    async fn sync(&self) -> Result<(), BlobError>;
+}
