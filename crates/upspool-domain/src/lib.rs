@@ -5,13 +5,19 @@
 
 pub mod configuration;
 pub mod content_range;
+mod coordinator;
+pub mod download;
 pub mod error;
 pub mod limits;
 pub mod model;
 pub mod principal;
 pub mod range_set;
+pub mod service;
 pub mod store;
+pub mod sweeper;
 pub mod token;
+pub mod upload;
 pub mod wire_enum;
 
 pub use error::{DomainError, Result};
+pub use service::{JobPage, JobScope, PrintService};

@@ -1,0 +1,186 @@
+//! Per-session coordination of concurrent segment writes, in one process.
+//!
+//! Segments of one session are written concurrently; only three short steps are serialised
+//! per session: claiming the new bytes a request will write (so two requests never write the
+//! same byte at once), judging overlaps against committed bytes, and committing. A request
+//! whose range touches bytes another request has claimed waits until that claim is committed
+//! or abandoned, then is judged against the result.
+//!
+//! State lives only as long as some request holds the session's slot; a new slot reloads the
+//! committed ranges from the metadata store, so nothing here needs to survive a restart.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::range_set::{ByteRange, RangeSet};
+
+#[derive(Default)]
+pub(crate) struct SessionCoordinator {
+    slots: Mutex<HashMap<Uuid, Weak<Slot>>>,
+}
+
+#[derive(Default)]
+pub(crate) struct Slot {
+    state: Mutex<SlotState>,
+    /// Woken whenever claims are released.
+    released: Notify,
+    /// Held while loading committed ranges and while committing, so that completion is
+    /// decided on a view that includes every earlier commit.
+    pub(crate) commit: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct SlotState {
+    /// Committed ranges as known to this process; `None` until loaded from the store.
+    received: Option<RangeSet>,
+    /// Ranges being written by requests in flight.
+    claimed: RangeSet,
+}
+
+/// What a request may do with its range once claimed.
+pub(crate) struct Claim {
+    slot: Arc<Slot>,
+    /// Bytes nobody has: this request writes them.
+    pub(crate) new: Vec<ByteRange>,
+    /// Bytes already committed: this request only compares them.
+    pub(crate) existing: Vec<ByteRange>,
+}
+
+impl SessionCoordinator {
+    /// The slot of a session, shared by every request in flight for it.
+    pub(crate) fn slot(&self, session: Uuid) -> Arc<Slot> {
+        let mut slots = self.slots.lock().expect("coordinator lock poisoned");
+        if let Some(slot) = slots.get(&session).and_then(Weak::upgrade) {
+            return slot;
+        }
+        if slots.len() >= 1024 {
+            slots.retain(|_, w| w.strong_count() > 0);
+        }
+        let slot = Arc::new(Slot::default());
+        slots.insert(session, Arc::downgrade(&slot));
+        slot
+    }
+}
+
+impl Slot {
+    /// Whether committed ranges were loaded into this slot yet.
+    pub(crate) fn is_loaded(&self) -> bool {
+        self.lock().received.is_some()
+    }
+
+    /// Sets the committed ranges, read from the store while holding `commit`.
+    pub(crate) fn load(&self, received: RangeSet) {
+        self.lock().received.get_or_insert(received);
+    }
+
+    /// A copy of the committed ranges (empty if not loaded).
+    pub(crate) fn received(&self) -> RangeSet {
+        self.lock().received.clone().unwrap_or_default()
+    }
+
+    /// Records a committed range. Call while holding `commit`, before the claim is dropped.
+    pub(crate) fn record(&self, range: ByteRange) {
+        self.lock().received.get_or_insert_with(RangeSet::new).insert(range);
+    }
+
+    /// Claims the new bytes of `range`, waiting while any of it is claimed by another request.
+    pub(crate) async fn claim(self: &Arc<Self>, range: ByteRange) -> Claim {
+        loop {
+            let released = self.released.notified();
+            {
+                let mut st = self.lock();
+                if !st.claimed.intersects(range) {
+                    let received = st.received.clone().unwrap_or_default();
+                    let new = received.missing_within(range);
+                    for r in &new {
+                        st.claimed.insert(*r);
+                    }
+                    return Claim {
+                        slot: Arc::clone(self),
+                        new,
+                        existing: received.intersection(range),
+                    };
+                }
+            }
+            // `notified()` was created before the check, so a release in between is not missed.
+            released.await;
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotState> {
+        self.state.lock().expect("session slot lock poisoned")
+    }
+}
+
+impl Drop for Claim {
+    /// Releases the claim whether the request committed, failed or was cancelled mid-body.
+    fn drop(&mut self) {
+        {
+            let mut st = self.slot.lock();
+            for r in &self.new {
+                st.claimed.remove(*r);
+            }
+        }
+        self.slot.released.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn r(a: u64, b: u64) -> ByteRange {
+        ByteRange::new(a, b).unwrap()
+    }
+
+    #[tokio::test]
+    async fn disjoint_claims_proceed_and_overlapping_ones_wait_for_release() {
+        let c = SessionCoordinator::default();
+        let id = Uuid::new_v4();
+        let slot = c.slot(id);
+        slot.load(RangeSet::from_ranges([r(0, 9)]));
+
+        let a = slot.claim(r(5, 19)).await;
+        assert_eq!(a.existing, vec![r(5, 9)]);
+        assert_eq!(a.new, vec![r(10, 19)]);
+        // Disjoint from a's new bytes: granted at once.
+        let b = slot.claim(r(20, 29)).await;
+        assert_eq!(b.new, vec![r(20, 29)]);
+
+        let slot2 = c.slot(id);
+        let waiter = tokio::spawn(async move {
+            let claim = slot2.claim(r(15, 25)).await;
+            (claim.new.clone(), claim.existing.clone())
+        });
+        // On the current-thread runtime the waiter runs whenever this task yields.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!waiter.is_finished(), "must wait while 15-25 is claimed");
+        // a commits; b is abandoned.
+        slot.record(r(5, 19));
+        drop(a);
+        drop(b);
+        let (new, existing) = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("waiter woke")
+            .unwrap();
+        assert_eq!(existing, vec![r(15, 19)]);
+        assert_eq!(new, vec![r(20, 25)]);
+    }
+
+    #[test]
+    fn slots_are_shared_while_held_and_forgotten_after() {
+        let c = SessionCoordinator::default();
+        let id = Uuid::new_v4();
+        let s1 = c.slot(id);
+        s1.load(RangeSet::from_ranges([r(0, 0)]));
+        assert!(c.slot(id).is_loaded());
+        drop(s1);
+        assert!(!c.slot(id).is_loaded());
+    }
+}

@@ -1,0 +1,586 @@
+//! The upload engine: resumable upload sessions fed with byte-range segments, in any order and
+//! several at once.
+//!
+//! The promise is "acknowledged means durable": a segment's new bytes are written positionally
+//! into the session's blob, synced, then its range is committed in the metadata store, and only
+//! then answered. A request that fails anywhere before the commit (bad length, overlap with
+//! different bytes, client gone) leaves no trace in the committed ranges; bytes it may have
+//! written sit in claimed-but-uncommitted positions that count as never received.
+//!
+//! Completion is the commit that covers the last missing byte: the same transaction completes
+//! the session, the document and the job. The blob already is the document; nothing is copied.
+
+use bytes::{Bytes, BytesMut};
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
+use uuid::Uuid;
+
+use crate::content_range::{self, ContentRange};
+use crate::coordinator::Claim;
+use crate::error::{DomainError, Result};
+use crate::model::{
+    BlobKey, Document, JobId, JobState, JobStateDetail, SessionState, UploadSession,
+};
+use crate::principal::Principal;
+use crate::range_set::{ByteRange, RangeSet};
+use crate::service::{JobScope, PrintService};
+use crate::store::{BlobHandle, CommitOutcome, Completion};
+use crate::token;
+
+/// A request body as a stream of chunks. The HTTP layer adapts its body type to this.
+pub type BodyStream = BoxStream<'static, std::io::Result<Bytes>>;
+
+/// Bytes are gathered into buffers of this size before each positional write or comparison:
+/// large enough to keep syscalls per segment low, small enough that memory per request stays
+/// a fixed, small amount whatever the document size.
+pub const IO_BUFFER: usize = 256 * 1024;
+
+/// `printDocumentUploadProperties`, already checked for JSON types by the HTTP layer.
+#[derive(Clone, Debug)]
+pub struct UploadProperties {
+    pub document_name: String,
+    pub content_type: String,
+    pub size: u64,
+}
+
+/// A new session and the secret to put in its upload URL (shown once, stored only hashed).
+#[derive(Clone, Debug)]
+pub struct NewSession {
+    pub session: UploadSession,
+    pub token: String,
+    pub missing: Vec<ByteRange>,
+}
+
+/// What `GET {uploadUrl}` and a `202` report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionStatus {
+    pub expires: DateTime<Utc>,
+    pub missing: Vec<ByteRange>,
+}
+
+#[derive(Clone, Debug)]
+pub enum SegmentOutcome {
+    /// Recorded; bytes are still missing (`202`).
+    Accepted(SessionStatus),
+    /// Every byte is there (`201`), now or already (a replay during the grace period).
+    Completed(Document),
+}
+
+/// How a segment names its session.
+pub enum SegmentTarget<'a> {
+    /// `PUT {uploadUrl}`: the session id and its `tempauthtoken`.
+    Url { session: Uuid, token: &'a str },
+    /// The draft form, `POST .../documents/{id}/uploadSession/$value` with `If-Match`.
+    IfMatch {
+        who: &'a Principal,
+        scope: JobScope,
+        job: JobId,
+        document: Uuid,
+        if_match: Option<&'a str>,
+    },
+}
+
+/// One segment request, as received.
+pub struct Segment<'a> {
+    pub content_range: Option<&'a str>,
+    /// The `Content-Length` header, when the body is not chunked.
+    pub content_length: Option<u64>,
+    pub body: BodyStream,
+}
+
+/// Accepts a MIME type of the form `type/subtype` with token characters, parameters allowed.
+fn valid_mime(s: &str) -> bool {
+    let essence = s.split(';').next().unwrap_or("").trim();
+    let token = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+    };
+    s.len() <= 255
+        && essence
+            .split_once('/')
+            .is_some_and(|(t, st)| token(t) && token(st))
+}
+
+fn to_chrono(d: std::time::Duration) -> ChronoDuration {
+    ChronoDuration::from_std(d).unwrap_or(ChronoDuration::MAX)
+}
+
+impl PrintService {
+    /// createUploadSession: a new session for a document that is not uploaded yet. A newer
+    /// session replaces an older one, whose URL answers 404 from then on.
+    pub async fn create_upload_session(
+        &self,
+        who: &Principal,
+        scope: JobScope,
+        job_id: JobId,
+        document_id: Uuid,
+        props: UploadProperties,
+    ) -> Result<NewSession> {
+        let document = self.get_document(who, scope, job_id, document_id).await?;
+        let job = self.get_job(who, scope, job_id).await?;
+        if props.size == 0 {
+            return Err(DomainError::InvalidRequest(
+                "properties.size must be an integer of at least 1".into(),
+            ));
+        }
+        if props.size > self.limits.max_document_size {
+            return Err(DomainError::MaxFileSizeExceeded {
+                size: props.size,
+                max: self.limits.max_document_size,
+            });
+        }
+        if !valid_mime(&props.content_type) {
+            return Err(DomainError::InvalidRequest(format!(
+                "properties.contentType '{}' is not a valid MIME type such as 'application/pdf'",
+                props.content_type
+            )));
+        }
+        if props.document_name.chars().count() > 256
+            || props.document_name.chars().any(char::is_control)
+        {
+            return Err(DomainError::InvalidRequest(
+                "properties.documentName must be at most 256 characters without control characters".into(),
+            ));
+        }
+        if document.uploaded.is_some() {
+            return Err(DomainError::InvalidRequest(
+                "The document has already been uploaded; an upload session can no longer be created."
+                    .into(),
+            ));
+        }
+        if job.status.state != JobState::Paused
+            || !job.status.details.contains(&JobStateDetail::UploadPending)
+        {
+            return Err(DomainError::InvalidRequest(format!(
+                "The print job is {} and no longer accepts an upload.",
+                job.status.state
+            )));
+        }
+
+        let now = Utc::now();
+        let id = Uuid::new_v4();
+        let (secret, token_hash) = token::generate();
+        let session = UploadSession {
+            id,
+            document_id,
+            job_id,
+            document_name: props.document_name,
+            content_type: props.content_type,
+            size: props.size,
+            token_hash,
+            blob: BlobKey::for_session(id),
+            created: now,
+            expires: now + to_chrono(self.limits.session_ttl.min(self.limits.session_hard_cap)),
+            state: SessionState::Active,
+        };
+        self.blobs.create(&session.blob, session.size).await?;
+        let replaced = match self.meta.replace_upload_session(&session).await {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = self.blobs.delete(&session.blob).await;
+                return Err(e.into());
+            }
+        };
+        for old in replaced {
+            tracing::info!(session = %old.id, by = %id, "upload session replaced");
+            self.delete_blob_logged(&old.blob).await;
+        }
+        tracing::info!(session = %id, job = job_id, size = session.size, "upload session created");
+        let missing = RangeSet::new().complement(session.size);
+        Ok(NewSession {
+            session,
+            token: secret,
+            missing,
+        })
+    }
+
+    /// Finds a session answering at `now`, checking its URL token.
+    async fn live_session(&self, id: Uuid, token: &str) -> Result<(UploadSession, RangeSet)> {
+        let (session, ranges) = self
+            .meta
+            .get_upload_session(id)
+            .await?
+            .filter(|(s, _)| s.is_live(Utc::now()))
+            .ok_or(DomainError::UploadSessionNotFound)?;
+        if !token::matches(token, &session.token_hash) {
+            return Err(DomainError::Unauthenticated(
+                "The upload URL's tempauthtoken is missing or invalid.".into(),
+            ));
+        }
+        Ok((session, ranges))
+    }
+
+    /// `GET {uploadUrl}`: what is still missing. Does not extend the expiry.
+    pub async fn session_status(&self, id: Uuid, token: &str) -> Result<SessionStatus> {
+        let (session, ranges) = self.live_session(id, token).await?;
+        Ok(status_of(&session, &ranges))
+    }
+
+    /// `DELETE {uploadUrl}`: an active session is discarded with its bytes (the job stays
+    /// waiting for an upload); a completed one just ends its replay grace.
+    pub async fn delete_session(&self, id: Uuid, token: &str) -> Result<()> {
+        let (session, _) = self.live_session(id, token).await?;
+        self.discard_session(&session).await
+    }
+
+    /// Deletes a session; its bytes go too unless they became the document.
+    pub(crate) async fn discard_session(&self, session: &UploadSession) -> Result<()> {
+        if let Some(s) = self.meta.delete_upload_session(session.id).await? {
+            if s.state == SessionState::Active {
+                self.delete_blob_logged(&s.blob).await;
+            }
+            tracing::info!(session = %s.id, "upload session deleted");
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn delete_blob_logged(&self, key: &BlobKey) {
+        if let Err(e) = self.blobs.delete(key).await {
+            tracing::warn!(blob = %key.0, error = %e, "could not delete bytes; the sweeper will not retry");
+        }
+    }
+
+    /// Resolves the draft form's `If-Match` to the document's current session.
+    async fn session_by_if_match(
+        &self,
+        who: &Principal,
+        scope: JobScope,
+        job: JobId,
+        document: Uuid,
+        if_match: Option<&str>,
+    ) -> Result<(UploadSession, RangeSet)> {
+        let doc = self.get_document(who, scope, job, document).await?;
+        let wanted = if_match
+            .map(|v| v.trim().trim_matches('"').to_string())
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| {
+                DomainError::InvalidRequest(
+                    "The If-Match header is required and must carry the upload session id.".into(),
+                )
+            })?;
+        let current = self
+            .meta
+            .session_of_document(doc.id)
+            .await?
+            .filter(|s| s.is_live(Utc::now()))
+            .ok_or(DomainError::UploadSessionNotFound)?;
+        if wanted != "*" && !wanted.eq_ignore_ascii_case(&current.id.to_string()) {
+            return Err(DomainError::PreconditionFailed(format!(
+                "If-Match names upload session '{wanted}', which is not the document's active session."
+            )));
+        }
+        self.meta
+            .get_upload_session(current.id)
+            .await?
+            .ok_or(DomainError::UploadSessionNotFound)
+    }
+
+    /// Receives one segment. See the module docs for the durability rules; the order of the
+    /// checks decides which error a client sees and follows the reference's §8.3.
+    pub async fn put_segment(
+        &self,
+        target: SegmentTarget<'_>,
+        segment: Segment<'_>,
+    ) -> Result<SegmentOutcome> {
+        let (session, _) = match target {
+            SegmentTarget::Url { session, token } => self.live_session(session, token).await?,
+            SegmentTarget::IfMatch {
+                who,
+                scope,
+                job,
+                document,
+                if_match,
+            } => {
+                self.session_by_if_match(who, scope, job, document, if_match)
+                    .await?
+            }
+        };
+        let range = self.check_range(&session, &segment)?;
+        match session.state {
+            SessionState::Completed { .. } => self.replay(&session, range, segment).await,
+            SessionState::Active => self.receive(&session, range, segment).await,
+        }
+    }
+
+    /// Steps 4 to 8 of §8.3: the range must parse, match the session and fit the limits.
+    fn check_range(&self, session: &UploadSession, segment: &Segment<'_>) -> Result<ByteRange> {
+        let header = segment.content_range.ok_or_else(|| {
+            DomainError::InvalidRequest(
+                "The Content-Range header is required, as 'bytes {start}-{end}/{total}'.".into(),
+            )
+        })?;
+        let ContentRange { start, end, total } = content_range::parse(header)
+            .map_err(|e| DomainError::InvalidRequest(format!("Invalid Content-Range '{header}': {e}.")))?;
+        if total != session.size {
+            return Err(DomainError::FragmentLengthMismatch(format!(
+                "The Content-Range total {total} differs from the session's declared size {}.",
+                session.size
+            )));
+        }
+        let range = ByteRange::new(start, end)
+            .filter(|r| r.end < total)
+            .ok_or_else(|| {
+                DomainError::InvalidRequest(format!(
+                    "Invalid Content-Range '{header}': need start <= end < total."
+                ))
+            })?;
+        if range.len() > self.limits.max_segment_size {
+            return Err(DomainError::MaxFragmentLengthExceeded {
+                len: range.len(),
+                max: self.limits.max_segment_size,
+            });
+        }
+        match segment.content_length {
+            // An empty body is a replay form for completed sessions; judged there.
+            Some(0) if matches!(session.state, SessionState::Completed { .. }) => Ok(range),
+            Some(n) if n != range.len() => Err(DomainError::FragmentLengthMismatch(format!(
+                "The body has {n} bytes but Content-Range '{header}' names {}.",
+                range.len()
+            ))),
+            _ => Ok(range),
+        }
+    }
+
+    /// A segment for an active session: claim, stream, sync, commit.
+    async fn receive(
+        &self,
+        session: &UploadSession,
+        range: ByteRange,
+        segment: Segment<'_>,
+    ) -> Result<SegmentOutcome> {
+        let slot = self.sessions.slot(session.id);
+        if !slot.is_loaded() {
+            let _commit = slot.commit.lock().await;
+            if !slot.is_loaded() {
+                let (_, ranges) = self
+                    .meta
+                    .get_upload_session(session.id)
+                    .await?
+                    .ok_or(DomainError::UploadSessionNotFound)?;
+                slot.load(ranges);
+            }
+        }
+        let claim = slot.claim(range).await;
+        let handle = self.blobs.open(&session.blob).await?;
+        let wrote = stream_segment(handle.as_ref(), range, &claim, segment.body).await?;
+        if wrote {
+            handle.sync().await?;
+        }
+
+        let _commit = slot.commit.lock().await;
+        let mut received = slot.received();
+        received.insert(range);
+        let now = Utc::now();
+        let expires = (now + to_chrono(self.limits.session_ttl))
+            .min(session.created + to_chrono(self.limits.session_hard_cap));
+        let completion = received.covers(session.size).then(|| Completion {
+            document: Document {
+                id: session.document_id,
+                job_id: session.job_id,
+                display_name: session.document_name.clone(),
+                content_type: session.content_type.clone(),
+                size: session.size,
+                uploaded: Some(now),
+                downloaded: None,
+                blob: Some(session.blob.clone()),
+            },
+            completed_at: now,
+            grace_until: now + to_chrono(self.limits.replay_grace),
+        });
+        let outcome = self
+            .meta
+            .commit_segment(session.id, range, expires, completion.as_ref())
+            .await?;
+        match outcome {
+            CommitOutcome::SessionGone => Err(DomainError::UploadSessionNotFound),
+            CommitOutcome::Committed => {
+                slot.record(range);
+                drop(claim);
+                Ok(SegmentOutcome::Accepted(SessionStatus {
+                    expires,
+                    missing: received.complement(session.size),
+                }))
+            }
+            CommitOutcome::Completed => {
+                slot.record(range);
+                drop(claim);
+                tracing::info!(session = %session.id, job = session.job_id, size = session.size, "upload completed");
+                let completion = completion.expect("Completed only follows a completion");
+                Ok(SegmentOutcome::Completed(completion.document))
+            }
+        }
+    }
+
+    /// A segment for a completed session, during the replay grace: the same bytes (or an
+    /// empty body) are answered with the document again; different bytes are refused.
+    async fn replay(
+        &self,
+        session: &UploadSession,
+        range: ByteRange,
+        segment: Segment<'_>,
+    ) -> Result<SegmentOutcome> {
+        let handle = self.blobs.open(&session.blob).await?;
+        let mut blocks = Blocks::new(segment.body, range);
+        while let Some((at, data)) = blocks.next().await? {
+            let stored = handle.read_at(at, data.len()).await?;
+            if stored != data {
+                return Err(DomainError::FragmentOverlap);
+            }
+        }
+        if blocks.got != 0 && blocks.got != range.len() {
+            return Err(too_short(range, blocks.got));
+        }
+        let document = self
+            .meta
+            .get_document(session.document_id)
+            .await?
+            .ok_or(DomainError::UploadSessionNotFound)?;
+        Ok(SegmentOutcome::Completed(document))
+    }
+}
+
+fn status_of(session: &UploadSession, ranges: &RangeSet) -> SessionStatus {
+    match &session.state {
+        SessionState::Active => SessionStatus {
+            expires: session.expires,
+            missing: ranges.complement(session.size),
+        },
+        SessionState::Completed { grace_until, .. } => SessionStatus {
+            expires: *grace_until,
+            missing: vec![],
+        },
+    }
+}
+
+fn too_long(range: ByteRange) -> DomainError {
+    DomainError::FragmentLengthMismatch(format!(
+        "The body is longer than the {} bytes its Content-Range names.",
+        range.len()
+    ))
+}
+
+fn too_short(range: ByteRange, got: u64) -> DomainError {
+    DomainError::FragmentLengthMismatch(format!(
+        "The body has {got} bytes but its Content-Range names {}.",
+        range.len()
+    ))
+}
+
+/// Cuts a body into blocks of at most [`IO_BUFFER`] bytes, each with the offset it belongs
+/// at, refusing bodies longer than their range. The only memory a request holds is one block.
+struct Blocks {
+    body: BodyStream,
+    buf: BytesMut,
+    pending: Bytes,
+    next_at: u64,
+    range: ByteRange,
+    /// Body bytes received so far.
+    got: u64,
+    done: bool,
+}
+
+impl Blocks {
+    fn new(body: BodyStream, range: ByteRange) -> Self {
+        Blocks {
+            body,
+            buf: BytesMut::new(),
+            pending: Bytes::new(),
+            next_at: range.start,
+            range,
+            got: 0,
+            done: false,
+        }
+    }
+
+    async fn next(&mut self) -> Result<Option<(u64, Bytes)>> {
+        loop {
+            if !self.pending.is_empty() {
+                if self.buf.capacity() == 0 {
+                    self.buf.reserve(IO_BUFFER);
+                }
+                let take = (IO_BUFFER - self.buf.len()).min(self.pending.len());
+                self.buf.extend_from_slice(&self.pending.split_to(take));
+            }
+            let full = self.buf.len() == IO_BUFFER;
+            let last = self.done && self.pending.is_empty() && !self.buf.is_empty();
+            if full || last {
+                let at = self.next_at;
+                self.next_at += self.buf.len() as u64;
+                return Ok(Some((at, self.buf.split().freeze())));
+            }
+            if self.done {
+                return Ok(None);
+            }
+            match self.body.next().await {
+                None => self.done = true,
+                Some(Err(e)) => return Err(DomainError::BodyAborted(e.to_string())),
+                Some(Ok(chunk)) => {
+                    self.got += chunk.len() as u64;
+                    if self.got > self.range.len() {
+                        return Err(too_long(self.range));
+                    }
+                    self.pending = chunk;
+                }
+            }
+        }
+    }
+}
+
+/// Streams the body: new bytes are written, bytes already committed are compared. Returns
+/// whether anything was written.
+async fn stream_segment(
+    handle: &dyn BlobHandle,
+    range: ByteRange,
+    claim: &Claim,
+    body: BodyStream,
+) -> Result<bool> {
+    let mut blocks = Blocks::new(body, range);
+    let mut wrote = false;
+    while let Some((at, data)) = blocks.next().await? {
+        wrote |= flush(handle, at, data, claim).await?;
+    }
+    if blocks.got != range.len() {
+        return Err(too_short(range, blocks.got));
+    }
+    Ok(wrote)
+}
+
+/// Handles `data`, which belongs at `at`: parts in the claim's new ranges are written, parts
+/// in its existing ranges must equal what is stored.
+async fn flush(handle: &dyn BlobHandle, at: u64, data: Bytes, claim: &Claim) -> Result<bool> {
+    let span = ByteRange::new(at, at + data.len() as u64 - 1).expect("non-empty flush");
+    for r in claim.existing.iter().filter_map(|r| r.intersect(&span)) {
+        let from = (r.start - at) as usize;
+        let stored = handle.read_at(r.start, r.len() as usize).await?;
+        if stored[..] != data[from..from + r.len() as usize] {
+            return Err(DomainError::FragmentOverlap);
+        }
+    }
+    let mut wrote = false;
+    for r in claim.new.iter().filter_map(|r| r.intersect(&span)) {
+        let from = (r.start - at) as usize;
+        handle
+            .write_at(r.start, data.slice(from..from + r.len() as usize))
+            .await?;
+        wrote = true;
+    }
+    Ok(wrote)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_mime;
+
+    #[test]
+    fn mime_types_need_type_and_subtype() {
+        assert!(valid_mime("application/pdf"));
+        assert!(valid_mime("application/oxps"));
+        assert!(valid_mime("text/plain; charset=utf-8"));
+        assert!(!valid_mime("pdf"));
+        assert!(!valid_mime("application/"));
+        assert!(!valid_mime("a b/c"));
+        assert!(!valid_mime(""));
+    }
+}
