@@ -20,4 +20,16 @@ impl Principal {
             },
         }
     }
+
+    /// The operator at the server's console (`upspool admin ...`), who has direct access to
+    /// the data directory anyway.
+    pub fn local_admin() -> Self {
+        Principal {
+            user: UserIdentity {
+                id: "00000000-0000-0000-0000-0000000ad010".into(),
+                display_name: Some("Local Administrator".into()),
+                user_principal_name: None,
+            },
+        }
+    }
 }
