@@ -35,6 +35,7 @@ pub struct PrintService {
     pub(crate) blobs: Arc<dyn BlobStore>,
     pub(crate) limits: Limits,
     pub(crate) sessions: SessionCoordinator,
+    pub(crate) observer: std::sync::OnceLock<Arc<dyn crate::upload::UploadObserver>>,
 }
 
 const MAX_NAME_LEN: usize = 256;
@@ -58,7 +59,13 @@ impl PrintService {
             blobs,
             limits,
             sessions: SessionCoordinator::default(),
+            observer: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Installs the upload-path observer (once; later calls are ignored).
+    pub fn observe(&self, observer: Arc<dyn crate::upload::UploadObserver>) {
+        let _ = self.observer.set(observer);
     }
 
     pub fn limits(&self) -> &Limits {
@@ -252,6 +259,11 @@ impl PrintService {
 
     pub async fn documents(&self, who: &Principal, scope: JobScope, job: JobId) -> Result<Vec<Document>> {
         let job = self.get_job(who, scope, job).await?;
+        Ok(self.meta.documents_of_job(job.id).await?)
+    }
+
+    /// The documents of a job the caller already holds (for `$expand=documents`).
+    pub async fn documents_of_job(&self, job: &Job) -> Result<Vec<Document>> {
         Ok(self.meta.documents_of_job(job.id).await?)
     }
 

@@ -10,6 +10,8 @@
 //! Completion is the commit that covers the last missing byte: the same transaction completes
 //! the session, the document and the job. The blob already is the document; nothing is copied.
 
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use futures_util::stream::BoxStream;
@@ -35,6 +37,14 @@ pub type BodyStream = BoxStream<'static, std::io::Result<Bytes>>;
 /// large enough to keep syscalls per segment low, small enough that memory per request stays
 /// a fixed, small amount whatever the document size.
 pub const IO_BUFFER: usize = 256 * 1024;
+
+/// Hooks for measuring the upload path (the HTTP layer turns them into metrics).
+pub trait UploadObserver: Send + Sync {
+    /// `bytes` new bytes were written in `took`.
+    fn written(&self, bytes: u64, took: std::time::Duration);
+    /// A segment's bytes were synced in `took`.
+    fn synced(&self, took: std::time::Duration);
+}
 
 /// `printDocumentUploadProperties`, already checked for JSON types by the HTTP layer.
 #[derive(Clone, Debug)]
@@ -280,7 +290,7 @@ impl PrintService {
     /// Receives one segment. See the module docs for the durability rules; the order of the
     /// checks decides which error a client sees and follows the reference's §8.3.
     pub async fn put_segment(
-        &self,
+        self: &Arc<Self>,
         target: SegmentTarget<'_>,
         segment: Segment<'_>,
     ) -> Result<SegmentOutcome> {
@@ -300,7 +310,15 @@ impl PrintService {
         let range = self.check_range(&session, &segment)?;
         match session.state {
             SessionState::Completed { .. } => self.replay(&session, range, segment).await,
-            SessionState::Active => self.receive(&session, range, segment).await,
+            SessionState::Active => {
+                // Receiving runs in its own task so that it always finishes: if the caller's
+                // future were dropped mid-write (client gone), a blocking write could still land
+                // after the claim was released, on bytes another request then owns.
+                let this = Arc::clone(self);
+                tokio::spawn(async move { this.receive(&session, range, segment.body).await })
+                    .await
+                    .map_err(|e| DomainError::Internal(format!("segment task failed: {e}")))?
+            }
         }
     }
 
@@ -348,7 +366,7 @@ impl PrintService {
         &self,
         session: &UploadSession,
         range: ByteRange,
-        segment: Segment<'_>,
+        body: BodyStream,
     ) -> Result<SegmentOutcome> {
         let slot = self.sessions.slot(session.id);
         if !slot.is_loaded() {
@@ -364,9 +382,14 @@ impl PrintService {
         }
         let claim = slot.claim(range).await;
         let handle = self.blobs.open(&session.blob).await?;
-        let wrote = stream_segment(handle.as_ref(), range, &claim, segment.body).await?;
+        let observer = self.observer.get().map(Arc::as_ref);
+        let wrote = stream_segment(handle.as_ref(), range, &claim, body, observer).await?;
         if wrote {
+            let started = std::time::Instant::now();
             handle.sync().await?;
+            if let Some(o) = observer {
+                o.synced(started.elapsed());
+            }
         }
 
         let _commit = slot.commit.lock().await;
@@ -535,11 +558,17 @@ async fn stream_segment(
     range: ByteRange,
     claim: &Claim,
     body: BodyStream,
+    observer: Option<&dyn UploadObserver>,
 ) -> Result<bool> {
     let mut blocks = Blocks::new(body, range);
     let mut wrote = false;
     while let Some((at, data)) = blocks.next().await? {
-        wrote |= flush(handle, at, data, claim).await?;
+        let started = std::time::Instant::now();
+        let written = flush(handle, at, data, claim).await?;
+        if let Some(o) = observer.filter(|_| written > 0) {
+            o.written(written, started.elapsed());
+        }
+        wrote |= written > 0;
     }
     if blocks.got != range.len() {
         return Err(too_short(range, blocks.got));
@@ -548,8 +577,8 @@ async fn stream_segment(
 }
 
 /// Handles `data`, which belongs at `at`: parts in the claim's new ranges are written, parts
-/// in its existing ranges must equal what is stored.
-async fn flush(handle: &dyn BlobHandle, at: u64, data: Bytes, claim: &Claim) -> Result<bool> {
+/// in its existing ranges must equal what is stored. Returns how many bytes were written.
+async fn flush(handle: &dyn BlobHandle, at: u64, data: Bytes, claim: &Claim) -> Result<u64> {
     let span = ByteRange::new(at, at + data.len() as u64 - 1).expect("non-empty flush");
     for r in claim.existing.iter().filter_map(|r| r.intersect(&span)) {
         let from = (r.start - at) as usize;
@@ -558,13 +587,13 @@ async fn flush(handle: &dyn BlobHandle, at: u64, data: Bytes, claim: &Claim) -> 
             return Err(DomainError::FragmentOverlap);
         }
     }
-    let mut wrote = false;
+    let mut wrote = 0;
     for r in claim.new.iter().filter_map(|r| r.intersect(&span)) {
         let from = (r.start - at) as usize;
         handle
             .write_at(r.start, data.slice(from..from + r.len() as usize))
             .await?;
-        wrote = true;
+        wrote += r.len();
     }
     Ok(wrote)
 }

@@ -6,12 +6,20 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::Request;
+use axum::http::Uri;
 use axum::routing::IntoMakeService;
 use axum::{Router, ServiceExt};
 use tower::util::MapRequest;
 use tower::Layer;
 use upspool_domain::PrintService;
 
+pub mod auth;
+pub mod extract;
+pub mod graph_error;
+pub mod metrics;
+pub mod odata;
+pub mod request_id;
+mod routes;
 pub mod views;
 
 /// Settings the HTTP layer needs from the binary's configuration.
@@ -29,16 +37,21 @@ pub struct HttpConfig {
 pub struct AppState {
     pub service: Arc<PrintService>,
     pub config: Arc<HttpConfig>,
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl AppState {
+    /// Also installs the metrics as the service's upload observer.
     pub fn new(service: Arc<PrintService>, mut config: HttpConfig) -> Self {
         while config.public_url.ends_with('/') {
             config.public_url.pop();
         }
+        let metrics = Arc::new(metrics::Metrics::new());
+        service.observe(metrics.clone());
         AppState {
             service,
             config: Arc::new(config),
+            metrics,
         }
     }
 }
@@ -49,7 +62,12 @@ pub type App = MapRequest<Router, fn(Request<Body>) -> Request<Body>>;
 
 /// The whole application as a service.
 pub fn app(state: AppState) -> App {
-    let router = Router::new().with_state(state);
+    let router = routes::router()
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_id::middleware,
+        ))
+        .with_state(state);
     tower::util::MapRequestLayer::new(normalize as fn(Request<Body>) -> Request<Body>).layer(router)
 }
 
@@ -58,6 +76,38 @@ pub fn make_service(state: AppState) -> IntoMakeService<App> {
     app(state).into_make_service()
 }
 
-fn normalize(req: Request<Body>) -> Request<Body> {
+/// Rewrites known path segments to their canonical spelling (`createuploadsession` ->
+/// `createUploadSession`, `%24value` -> `$value`), leaving ids and the query untouched.
+fn normalize(mut req: Request<Body>) -> Request<Body> {
+    let uri = req.uri();
+    let path = uri.path();
+    let mut changed = false;
+    let segments: Vec<&str> = path
+        .split('/')
+        .map(|seg| {
+            let decoded = if seg.eq_ignore_ascii_case("%24value") { "$value" } else { seg };
+            match routes::CANONICAL_SEGMENTS.iter().find(|c| c.eq_ignore_ascii_case(decoded)) {
+                Some(c) if *c != seg => {
+                    changed = true;
+                    *c
+                }
+                _ => seg,
+            }
+        })
+        .collect();
+    if changed {
+        let mut new = segments.join("/");
+        if let Some(q) = uri.query() {
+            new.push('?');
+            new.push_str(q);
+        }
+        if let Ok(pq) = new.parse() {
+            let mut parts = uri.clone().into_parts();
+            parts.path_and_query = Some(pq);
+            if let Ok(u) = Uri::from_parts(parts) {
+                *req.uri_mut() = u;
+            }
+        }
+    }
     req
 }

@@ -1,0 +1,183 @@
+//! An open blob: positional reads and writes on one shared file descriptor.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::sync::Mutex;
+use upspool_domain::store::{BlobError, BlobHandle};
+
+use crate::error::{blocking, map_io};
+
+/// A blob opened read+write. `pwrite`/`pread` carry their own offset, so any number of
+/// reads and writes (on disjoint ranges) may run at once on the one descriptor.
+pub(crate) struct FsBlobHandle {
+    file: Arc<File>,
+    /// The blob's size when opened (set by `create`); writes and reads must stay inside it,
+    /// so a completed upload is exactly the document.
+    size: u64,
+    key: Arc<str>,
+    /// Counts `sync` calls as they arrive (tickets); see `sync`.
+    arrivals: AtomicU64,
+    sync_state: Arc<Mutex<SyncState>>,
+}
+
+#[derive(Default)]
+struct SyncState {
+    /// Every `sync` whose ticket is at most this is covered by a successful `fdatasync`.
+    synced_through: u64,
+    /// Set forever once an `fdatasync` failed; see `sync`.
+    failed: Option<SyncFailure>,
+}
+
+#[derive(Clone)]
+struct SyncFailure {
+    storage_full: bool,
+    message: String,
+}
+
+impl FsBlobHandle {
+    pub(crate) fn new(file: File, size: u64, key: &str) -> Self {
+        FsBlobHandle {
+            file: Arc::new(file),
+            size,
+            key: key.into(),
+            arrivals: AtomicU64::new(0),
+            sync_state: Arc::default(),
+        }
+    }
+
+    fn check_range(&self, what: &str, offset: u64, len: u64) -> Result<(), BlobError> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.size => Ok(()),
+            _ => Err(BlobError::Io(format!(
+                "{what} {}: range at {offset} of {len} bytes is outside the blob's {} bytes",
+                self.key, self.size
+            ))),
+        }
+    }
+}
+
+#[async_trait]
+impl BlobHandle for FsBlobHandle {
+    async fn write_at(&self, offset: u64, data: Bytes) -> Result<(), BlobError> {
+        self.check_range("write", offset, data.len() as u64)?;
+        if data.is_empty() {
+            return Ok(());
+        }
+        let file = self.file.clone();
+        let key = self.key.clone();
+        blocking(move || {
+            file.write_all_at(&data, offset)
+                .map_err(|e| map_io(e, &format!("write {key}")))
+        })
+        .await
+    }
+
+    async fn read_at(&self, offset: u64, len: usize) -> Result<Bytes, BlobError> {
+        self.check_range("read", offset, len as u64)?;
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let file = self.file.clone();
+        let key = self.key.clone();
+        blocking(move || {
+            let mut buf = vec![0; len];
+            file.read_exact_at(&mut buf, offset)
+                .map_err(|e| map_io(e, &format!("read {key}")))?;
+            Ok(Bytes::from(buf))
+        })
+        .await
+    }
+
+    /// `fdatasync`, with two twists.
+    ///
+    /// Once an `fdatasync` fails, the kernel may have dropped the dirty pages and reports the
+    /// error to each open descriptor only once, so a later (or concurrent) `fdatasync` on the
+    /// same descriptor may succeed although earlier writes are lost. So syncs of a handle run
+    /// one at a time, and after a failure every later `sync` fails too: the caller must drop
+    /// the handle, open the blob again and rewrite whatever it had not acknowledged.
+    ///
+    /// Running them one at a time costs little: a caller that waited while another sync ran
+    /// takes a ticket on arrival, and if a sync that started after its arrival succeeded, its
+    /// writes (all finished before it called `sync`) are already durable (group commit).
+    async fn sync(&self) -> Result<(), BlobError> {
+        let ticket = self.arrivals.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut state = self.sync_state.clone().lock_owned().await;
+        if let Some(failure) = &state.failed {
+            return Err(if failure.storage_full {
+                BlobError::StorageFull
+            } else {
+                BlobError::Io(format!(
+                    "an earlier sync of blob {} failed ({}); reopen it",
+                    self.key, failure.message
+                ))
+            });
+        }
+        if state.synced_through >= ticket {
+            return Ok(());
+        }
+        // Every caller counted here finished its writes before it arrived.
+        let covers = self.arrivals.load(Ordering::SeqCst);
+        let file = self.file.clone();
+        let key = self.key.clone();
+        // The lock moves into the blocking task, so that the state is updated even if this
+        // future is dropped, and no second fdatasync starts before this one ended.
+        blocking(move || match file.sync_data() {
+            Ok(()) => {
+                state.synced_through = covers;
+                Ok(())
+            }
+            Err(e) => {
+                let err = map_io(e, &format!("sync {key}"));
+                tracing::error!(blob = %key, error = %err, "fdatasync failed; handle is now unusable for syncs");
+                state.failed = Some(SyncFailure {
+                    storage_full: matches!(err, BlobError::StorageFull),
+                    message: err.to_string(),
+                });
+                Err(err)
+            }
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `/dev/full` answers every write with ENOSPC: a cheap real disk-full case.
+    #[tokio::test]
+    async fn write_to_a_full_device_is_storage_full() {
+        let Ok(file) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/full")
+        else {
+            eprintln!("no /dev/full here; skipped");
+            return;
+        };
+        let handle = FsBlobHandle::new(file, 1 << 20, "full");
+        let err = handle
+            .write_at(4096, Bytes::from_static(b"hello"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BlobError::StorageFull), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_sync_poisons_the_handle() {
+        // fdatasync on a character device fails with EINVAL.
+        let Ok(file) = File::open("/dev/null") else {
+            eprintln!("no /dev/null here; skipped");
+            return;
+        };
+        let handle = FsBlobHandle::new(file, 0, "null");
+        assert!(matches!(handle.sync().await, Err(BlobError::Io(_))));
+        let again = handle.sync().await.unwrap_err();
+        assert!(again.to_string().contains("earlier sync"), "{again}");
+    }
+}

@@ -1,0 +1,94 @@
+//! `/print/shares`: create (with `printer@odata.bind`), list, get (`$expand=printer`), delete.
+
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+use upspool_domain::JobScope;
+
+use crate::auth::Caller;
+use crate::extract::{only_properties, opt_string, parse_uuid, Addr, GraphJson};
+use crate::graph_error::{ApiError, ApiResult};
+use crate::odata::{self, Target};
+use crate::views::{self, context};
+use crate::AppState;
+
+fn share_id(addr: &Addr) -> ApiResult<uuid::Uuid> {
+    match addr.scope {
+        Some(JobScope::Share(id)) => Ok(id),
+        _ => Err(ApiError::not_found("printer share")),
+    }
+}
+
+pub async fn list(State(st): State<AppState>, Caller(who): Caller, addr: Addr) -> ApiResult<Response> {
+    let shares = st.service.list_shares(&who).await?;
+    Ok(Json(json!({
+        "@odata.context": context(&st.config.public_url, addr.version, "print/shares"),
+        "value": shares.iter().map(|s| views::share(s, None)).collect::<Vec<_>>(),
+    }))
+    .into_response())
+}
+
+pub async fn get(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    addr: Addr,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    let opts = odata::parse(q.as_deref(), Target::Item, &["printer"])?;
+    if opts.select.is_some() {
+        return Err(ApiError::invalid_query("$select is not supported on printer shares."));
+    }
+    let share = st.service.get_share(&who, share_id(&addr)?).await?;
+    let printer = if opts.expand.contains("printer") {
+        Some(st.service.get_printer(&who, share.printer_id).await?)
+    } else {
+        None
+    };
+    let mut v = views::share(&share, printer.as_ref());
+    v["@odata.context"] = json!(context(&st.config.public_url, addr.version, "print/shares/$entity"));
+    Ok(Json(v).into_response())
+}
+
+pub async fn delete(State(st): State<AppState>, Caller(who): Caller, addr: Addr) -> ApiResult<StatusCode> {
+    st.service.delete_share(&who, share_id(&addr)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The printer id at the end of a `printer@odata.bind` URL (`.../print/printers/{id}`).
+fn bound_printer(v: Option<&Value>) -> ApiResult<uuid::Uuid> {
+    let url = match v {
+        Some(Value::String(s)) => s.as_str(),
+        _ => return Err(ApiError::invalid_request(
+            "The property 'printer@odata.bind' is required: the URL of the printer to share, such as 'https://host/v1.0/print/printers/{id}'.",
+        )),
+    };
+    let id = url
+        .trim_end_matches('/')
+        .rsplit_once("printers/")
+        .map(|(_, id)| id)
+        .ok_or_else(|| ApiError::invalid_request(format!("'printer@odata.bind' is not a printer URL: '{url}'.")))?;
+    parse_uuid(id, "printer").map_err(|_| ApiError::invalid_request(format!("'printer@odata.bind' names no valid printer id: '{url}'.")))
+}
+
+pub async fn create(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    addr: Addr,
+    GraphJson(body): GraphJson,
+) -> ApiResult<Response> {
+    only_properties(&body, &["displayName", "allowAllUsers", "printer@odata.bind"], &[])?;
+    let name = opt_string(&body, "displayName")?
+        .ok_or_else(|| ApiError::invalid_request("The property 'displayName' is required."))?;
+    let allow_all = match body.get("allowAllUsers") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(ApiError::invalid_request("The property 'allowAllUsers' must be true or false.")),
+    };
+    let printer = bound_printer(body.get("printer@odata.bind"))?;
+    let share = st.service.create_share(&who, name, printer, allow_all).await?;
+    let mut v = views::share(&share, None);
+    v["@odata.context"] = json!(context(&st.config.public_url, addr.version, "print/shares/$entity"));
+    Ok((StatusCode::CREATED, Json(v)).into_response())
+}

@@ -1,0 +1,233 @@
+//! Upload sessions and their received ranges.
+//!
+//! Ranges are insert-only rows (one per committed segment), merged into a [`RangeSet`] when
+//! read: a commit never rewrites earlier ones, so it stays a small append.
+
+use chrono::{DateTime, Utc};
+use sqlx::SqliteConnection;
+use upspool_domain::model::{JobStateDetail, UploadSession};
+use upspool_domain::range_set::{ByteRange, RangeSet};
+use upspool_domain::store::{CommitOutcome, Completion, StoreError};
+use uuid::Uuid;
+
+use crate::codec::{
+    self, details_json, id, opt_ts, parse_details, session_state, to_i64, ts, SESSION_COLUMNS,
+};
+use crate::error::map_err;
+use crate::Db;
+
+async fn insert_session(conn: &mut SqliteConnection, s: &UploadSession) -> Result<(), StoreError> {
+    let (state, completed_at, grace_until) = session_state(&s.state)?;
+    sqlx::query(
+        "INSERT INTO upload_sessions (id, document_id, job_id, document_name, content_type, size,
+             token_hash, blob, created, expires, state, completed_at, grace_until)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(id(s.id))
+    .bind(id(s.document_id))
+    .bind(s.job_id)
+    .bind(&s.document_name)
+    .bind(&s.content_type)
+    .bind(to_i64(s.size, "session size")?)
+    .bind(&s.token_hash)
+    .bind(&s.blob.0)
+    .bind(ts(s.created)?)
+    .bind(ts(s.expires)?)
+    .bind(state)
+    .bind(completed_at)
+    .bind(grace_until)
+    .execute(conn)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+pub(crate) async fn replace_upload_session(
+    db: &Db,
+    session: &UploadSession,
+) -> Result<Vec<UploadSession>, StoreError> {
+    let mut tx = db.begin_write().await?;
+    // Ranges go with their sessions (ON DELETE CASCADE).
+    let old = sqlx::query(&format!(
+        "DELETE FROM upload_sessions WHERE document_id = ? RETURNING {SESSION_COLUMNS}"
+    ))
+    .bind(id(session.document_id))
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    let old = codec::all(&old, codec::session)?;
+    insert_session(&mut tx, session).await?;
+    tx.commit().await.map_err(map_err)?;
+    Ok(old)
+}
+
+/// Reads the session and its ranges in one read transaction, so they agree.
+pub(crate) async fn get_upload_session(
+    db: &Db,
+    session: Uuid,
+) -> Result<Option<(UploadSession, RangeSet)>, StoreError> {
+    let session = id(session);
+    let mut tx = db.read.begin().await.map_err(map_err)?;
+    let Some(row) = sqlx::query(&format!(
+        "SELECT {SESSION_COLUMNS} FROM upload_sessions WHERE id = ?"
+    ))
+    .bind(&session)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(map_err)?
+    else {
+        return Ok(None);
+    };
+    let ranges = sqlx::query("SELECT start, end_incl FROM session_ranges WHERE session_id = ?")
+        .bind(&session)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    tx.commit().await.map_err(map_err)?;
+    let ranges = codec::all(&ranges, codec::range)?;
+    Ok(Some((codec::session(&row)?, RangeSet::from_ranges(ranges))))
+}
+
+pub(crate) async fn session_of_document(
+    db: &Db,
+    document: Uuid,
+) -> Result<Option<UploadSession>, StoreError> {
+    sqlx::query(&format!(
+        "SELECT {SESSION_COLUMNS} FROM upload_sessions WHERE document_id = ?"
+    ))
+    .bind(id(document))
+    .fetch_optional(&db.read)
+    .await
+    .map_err(map_err)?
+    .as_ref()
+    .map(codec::session)
+    .transpose()
+}
+
+/// A session counts as gone when it is missing, completed, or its job has ended (a commit
+/// racing a cancel must not complete the document of a canceled job).
+pub(crate) async fn commit_segment(
+    db: &Db,
+    session: Uuid,
+    range: ByteRange,
+    expires: DateTime<Utc>,
+    completion: Option<&Completion>,
+) -> Result<CommitOutcome, StoreError> {
+    let session = id(session);
+    let (start, end) = (to_i64(range.start, "offset")?, to_i64(range.end, "offset")?);
+    let mut tx = db.begin_write().await?;
+    let job_id: Option<i64> = sqlx::query_scalar(
+        "UPDATE upload_sessions SET expires = ?
+          WHERE id = ? AND state = 'active'
+            AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = upload_sessions.job_id
+                              AND j.state IN ('completed', 'canceled', 'aborted'))
+          RETURNING job_id",
+    )
+    .bind(ts(expires)?)
+    .bind(&session)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(map_err)?
+    .into_iter()
+    .next();
+    let Some(job_id) = job_id else {
+        // Nothing was changed; dropping the transaction rolls it back.
+        return Ok(CommitOutcome::SessionGone);
+    };
+    sqlx::query("INSERT INTO session_ranges (session_id, start, end_incl) VALUES (?, ?, ?)")
+        .bind(&session)
+        .bind(start)
+        .bind(end)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    let Some(c) = completion else {
+        tx.commit().await.map_err(map_err)?;
+        return Ok(CommitOutcome::Committed);
+    };
+
+    sqlx::query(
+        "UPDATE upload_sessions SET state = 'completed', completed_at = ?, grace_until = ?
+          WHERE id = ?",
+    )
+    .bind(ts(c.completed_at)?)
+    .bind(ts(c.grace_until)?)
+    .bind(&session)
+    .execute(&mut *tx)
+    .await
+    .map_err(map_err)?;
+
+    let d = &c.document;
+    let updated = sqlx::query(
+        "UPDATE documents SET display_name = ?, content_type = ?, size = ?, uploaded = ?, blob = ?
+          WHERE id = ? AND id = (SELECT document_id FROM upload_sessions WHERE id = ?)",
+    )
+    .bind(&d.display_name)
+    .bind(&d.content_type)
+    .bind(to_i64(d.size, "document size")?)
+    .bind(opt_ts(d.uploaded)?)
+    .bind(d.blob.as_ref().map(|b| b.0.as_str()))
+    .bind(id(d.id))
+    .bind(&session)
+    .execute(&mut *tx)
+    .await
+    .map_err(map_err)?
+    .rows_affected();
+    if updated != 1 {
+        return Err(StoreError::Internal(format!(
+            "completion names document {} which is not the document of session {session}",
+            d.id
+        )));
+    }
+
+    let details: String = sqlx::query_scalar("SELECT details FROM jobs WHERE id = ?")
+        .bind(job_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    let mut details = parse_details(&details)?;
+    let before = details.len();
+    details.retain(|d| *d != JobStateDetail::UploadPending);
+    if details.len() != before {
+        sqlx::query("UPDATE jobs SET details = ? WHERE id = ?")
+            .bind(details_json(&details)?)
+            .bind(job_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+    }
+    tx.commit().await.map_err(map_err)?;
+    Ok(CommitOutcome::Completed)
+}
+
+pub(crate) async fn delete_upload_session(
+    db: &Db,
+    session: Uuid,
+) -> Result<Option<UploadSession>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "DELETE FROM upload_sessions WHERE id = ? RETURNING {SESSION_COLUMNS}"
+    ))
+    .bind(id(session))
+    .fetch_all(&db.write)
+    .await
+    .map_err(map_err)?;
+    rows.first().map(codec::session).transpose()
+}
+
+pub(crate) async fn sessions_to_sweep(
+    db: &Db,
+    now: DateTime<Utc>,
+    limit: u32,
+) -> Result<Vec<UploadSession>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {SESSION_COLUMNS} FROM upload_sessions
+          WHERE (state = 'active' AND expires < ?1) OR (state = 'completed' AND grace_until < ?1)
+          LIMIT ?2"
+    ))
+    .bind(ts(now)?)
+    .bind(i64::from(limit))
+    .fetch_all(&db.read)
+    .await
+    .map_err(map_err)?;
+    codec::all(&rows, codec::session)
+}
