@@ -154,7 +154,9 @@ impl PrintJobConfiguration {
     pub fn validate(&self) -> Result<(), String> {
         if let Some(c) = self.copies {
             if !(1..=999).contains(&c) {
-                return Err(format!("configuration.copies must be between 1 and 999, not {c}"));
+                return Err(format!(
+                    "configuration.copies must be between 1 and 999, not {c}"
+                ));
             }
         }
         if let Some(d) = self.dpi {
@@ -177,9 +179,14 @@ impl PrintJobConfiguration {
                 ));
             }
         }
-        for s in [&self.input_bin, &self.output_bin, &self.media_size, &self.media_type]
-            .into_iter()
-            .flatten()
+        for s in [
+            &self.input_bin,
+            &self.output_bin,
+            &self.media_size,
+            &self.media_type,
+        ]
+        .into_iter()
+        .flatten()
         {
             if s.len() > 256 {
                 return Err("configuration string properties are limited to 256 characters".into());
@@ -215,9 +222,8 @@ mod tests {
             serde_json::json!({"colorMode": "sepia"}),
         );
         assert!(bad_enum.unwrap_err().to_string().contains("sepia"));
-        let unknown = serde_json::from_value::<PrintJobConfiguration>(
-            serde_json::json!({"colour": "color"}),
-        );
+        let unknown =
+            serde_json::from_value::<PrintJobConfiguration>(serde_json::json!({"colour": "color"}));
         assert!(unknown.unwrap_err().to_string().contains("colour"));
         let zero_copies: PrintJobConfiguration =
             serde_json::from_value(serde_json::json!({"copies": 0})).unwrap();

@@ -23,7 +23,9 @@ pub enum ContentRangeError {
     Malformed,
     #[error("the Content-Range header must name the unit 'bytes'")]
     WrongUnit,
-    #[error("'*' is not accepted in Content-Range: give the exact range and the document's total size")]
+    #[error(
+        "'*' is not accepted in Content-Range: give the exact range and the document's total size"
+    )]
     Unknown,
     #[error("a Content-Range number is not a non-negative integer that fits in 64 bits")]
     BadNumber,
@@ -78,7 +80,10 @@ mod tests {
     #[test]
     fn accepts_both_spellings_and_any_case() {
         assert_eq!(ok("bytes 0-99/100"), (0, 99, 100));
-        assert_eq!(ok("bytes=4533312-4533321/4533322"), (4533312, 4533321, 4533322));
+        assert_eq!(
+            ok("bytes=4533312-4533321/4533322"),
+            (4533312, 4533321, 4533322)
+        );
         assert_eq!(ok("  BYTES 5-9/10 "), (5, 9, 10));
         assert_eq!(ok("Bytes= 5-9 / 10"), (5, 9, 10));
         // Not validated here: the engine decides what reversed or oversized ranges mean.

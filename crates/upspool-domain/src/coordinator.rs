@@ -83,7 +83,10 @@ impl Slot {
 
     /// Records a committed range. Call while holding `commit`, before the claim is dropped.
     pub(crate) fn record(&self, range: ByteRange) {
-        self.lock().received.get_or_insert_with(RangeSet::new).insert(range);
+        self.lock()
+            .received
+            .get_or_insert_with(RangeSet::new)
+            .insert(range);
     }
 
     /// Claims the new bytes of `range`, waiting while any of it is claimed by another request.

@@ -72,7 +72,9 @@ impl PrintService {
             .filter(|d| d.blob.is_some())
             .ok_or(DomainError::NotFound("download"))?;
         if doc.downloaded.is_none() {
-            self.meta.mark_document_downloaded(doc.id, Utc::now()).await?;
+            self.meta
+                .mark_document_downloaded(doc.id, Utc::now())
+                .await?;
         }
         Ok(doc)
     }

@@ -42,7 +42,9 @@ const MAX_NAME_LEN: usize = 256;
 
 fn check_name(field: &str, value: &str) -> Result<()> {
     if value.trim().is_empty() {
-        return Err(DomainError::InvalidRequest(format!("{field} must not be empty")));
+        return Err(DomainError::InvalidRequest(format!(
+            "{field} must not be empty"
+        )));
     }
     if value.chars().count() > MAX_NAME_LEN || value.chars().any(char::is_control) {
         return Err(DomainError::InvalidRequest(format!(
@@ -202,7 +204,9 @@ impl PrintService {
         configuration: PrintJobConfiguration,
         display_name: Option<String>,
     ) -> Result<(Job, Document)> {
-        configuration.validate().map_err(DomainError::InvalidRequest)?;
+        configuration
+            .validate()
+            .map_err(DomainError::InvalidRequest)?;
         if let Some(name) = &display_name {
             if name.chars().count() > MAX_NAME_LEN {
                 return Err(DomainError::InvalidRequest(format!(
@@ -257,7 +261,12 @@ impl PrintService {
         Ok(JobPage { jobs, has_more })
     }
 
-    pub async fn documents(&self, who: &Principal, scope: JobScope, job: JobId) -> Result<Vec<Document>> {
+    pub async fn documents(
+        &self,
+        who: &Principal,
+        scope: JobScope,
+        job: JobId,
+    ) -> Result<Vec<Document>> {
         let job = self.get_job(who, scope, job).await?;
         Ok(self.meta.documents_of_job(job.id).await?)
     }
@@ -283,7 +292,12 @@ impl PrintService {
 
     /// Starts a job whose document is uploaded. Starting a job that is already pending or
     /// processing answers its current status (idempotent).
-    pub async fn start_job(&self, who: &Principal, scope: JobScope, id: JobId) -> Result<JobStatus> {
+    pub async fn start_job(
+        &self,
+        who: &Principal,
+        scope: JobScope,
+        id: JobId,
+    ) -> Result<JobStatus> {
         let job = self.get_job(who, scope, id).await?;
         let s = &job.status;
         if s.state == JobState::Paused && s.details.contains(&JobStateDetail::UploadPending) {
@@ -306,7 +320,11 @@ impl PrintService {
             details: vec![],
             is_acquired_by_printer: false,
         };
-        match self.meta.transition_job(id, &[JobState::Paused], &to, true).await? {
+        match self
+            .meta
+            .transition_job(id, &[JobState::Paused], &to, true)
+            .await?
+        {
             Some(job) => {
                 tracing::info!(job = id, "job started");
                 Ok(job.status)
@@ -339,7 +357,12 @@ impl PrintService {
             details: vec![],
             is_acquired_by_printer: job.status.is_acquired_by_printer,
         };
-        if self.meta.transition_job(id, &from, &to, false).await?.is_none() {
+        if self
+            .meta
+            .transition_job(id, &from, &to, false)
+            .await?
+            .is_none()
+        {
             return Box::pin(self.cancel_job(who, scope, id)).await;
         }
         for doc in self.meta.documents_of_job(id).await? {

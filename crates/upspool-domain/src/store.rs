@@ -115,7 +115,8 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Stores a new job and its one document atomically. The store assigns the job id from a
     /// counter that never repeats (ignoring `job.id` and `document.job_id`) and returns both
     /// as stored.
-    async fn create_job(&self, job: Job, document: Document) -> Result<(Job, Document), StoreError>;
+    async fn create_job(&self, job: Job, document: Document)
+        -> Result<(Job, Document), StoreError>;
     async fn get_job(&self, id: JobId) -> Result<Option<Job>, StoreError>;
     /// One page of jobs matching `query`.
     async fn list_jobs(&self, query: &JobQuery) -> Result<Vec<Job>, StoreError>;
@@ -133,7 +134,8 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn documents_of_job(&self, job: JobId) -> Result<Vec<Document>, StoreError>;
     async fn get_document(&self, id: Uuid) -> Result<Option<Document>, StoreError>;
     /// Sets `downloaded` to `at` unless it is already set.
-    async fn mark_document_downloaded(&self, id: Uuid, at: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn mark_document_downloaded(&self, id: Uuid, at: DateTime<Utc>)
+        -> Result<(), StoreError>;
     /// Forgets where a document's bytes are (after the sweeper deleted them).
     async fn clear_document_blob(&self, id: Uuid) -> Result<(), StoreError>;
     /// Documents of canceled or aborted jobs whose bytes are still kept, at most `limit`.
@@ -152,7 +154,10 @@ pub trait MetadataStore: Send + Sync + 'static {
         id: Uuid,
     ) -> Result<Option<(UploadSession, RangeSet)>, StoreError>;
     /// The document's session, in any state, if it has one.
-    async fn session_of_document(&self, document: Uuid) -> Result<Option<UploadSession>, StoreError>;
+    async fn session_of_document(
+        &self,
+        document: Uuid,
+    ) -> Result<Option<UploadSession>, StoreError>;
     /// Records `range` as received and sets the session's expiry to `expires`, atomically,
     /// only if the session exists and is active; otherwise records nothing and answers
     /// `SessionGone`. With `completion`, the same transaction also marks the session completed

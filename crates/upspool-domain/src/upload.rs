@@ -151,7 +151,8 @@ impl PrintService {
             || props.document_name.chars().any(char::is_control)
         {
             return Err(DomainError::InvalidRequest(
-                "properties.documentName must be at most 256 characters without control characters".into(),
+                "properties.documentName must be at most 256 characters without control characters"
+                    .into(),
             ));
         }
         if document.uploaded.is_some() {
@@ -329,8 +330,9 @@ impl PrintService {
                 "The Content-Range header is required, as 'bytes {start}-{end}/{total}'.".into(),
             )
         })?;
-        let ContentRange { start, end, total } = content_range::parse(header)
-            .map_err(|e| DomainError::InvalidRequest(format!("Invalid Content-Range '{header}': {e}.")))?;
+        let ContentRange { start, end, total } = content_range::parse(header).map_err(|e| {
+            DomainError::InvalidRequest(format!("Invalid Content-Range '{header}': {e}."))
+        })?;
         if total != session.size {
             return Err(DomainError::FragmentLengthMismatch(format!(
                 "The Content-Range total {total} differs from the session's declared size {}.",
@@ -417,7 +419,10 @@ impl PrintService {
             .commit_segment(session.id, range, expires, completion.as_ref())
             .await?;
         match outcome {
-            CommitOutcome::SessionGone => Err(DomainError::UploadSessionNotFound),
+            CommitOutcome::SessionGone => {
+                drop(claim);
+                self.after_session_gone(session.id).await
+            }
             CommitOutcome::Committed => {
                 slot.record(range);
                 drop(claim);
@@ -433,6 +438,26 @@ impl PrintService {
                 let completion = completion.expect("Completed only follows a completion");
                 Ok(SegmentOutcome::Completed(completion.document))
             }
+        }
+    }
+
+    /// The commit found the session no longer active. If another request completed it
+    /// meanwhile, this request's bytes were all compared equal to stored ones (it could claim
+    /// no new bytes, or the session could not have completed), so it is a replay: answer with
+    /// the document. Otherwise the session was deleted, replaced or canceled.
+    async fn after_session_gone(&self, id: Uuid) -> Result<SegmentOutcome> {
+        match self.meta.get_upload_session(id).await? {
+            Some((s, _))
+                if matches!(s.state, SessionState::Completed { .. }) && s.is_live(Utc::now()) =>
+            {
+                let document = self
+                    .meta
+                    .get_document(s.document_id)
+                    .await?
+                    .ok_or(DomainError::UploadSessionNotFound)?;
+                Ok(SegmentOutcome::Completed(document))
+            }
+            _ => Err(DomainError::UploadSessionNotFound),
         }
     }
 

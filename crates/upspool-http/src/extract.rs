@@ -45,7 +45,8 @@ pub fn parse_uuid(s: &str, what: &'static str) -> Result<Uuid, ApiError> {
 }
 
 fn parse_job_id(s: &str) -> Result<JobId, ApiError> {
-    if s.is_empty() || s.len() > 18 || !s.bytes().all(|b| b.is_ascii_digit()) || s.starts_with('0') {
+    if s.is_empty() || s.len() > 18 || !s.bytes().all(|b| b.is_ascii_digit()) || s.starts_with('0')
+    {
         return Err(ApiError::not_found("print job"));
     }
     s.parse().map_err(|_| ApiError::not_found("print job"))
@@ -55,7 +56,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Addr {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        let segs: Vec<&str> = parts.uri.path().trim_start_matches('/').split('/').collect();
+        let segs: Vec<&str> = parts
+            .uri
+            .path()
+            .trim_start_matches('/')
+            .split('/')
+            .collect();
         let version = match segs.first() {
             Some(&"beta") => ApiVersion::Beta,
             _ => ApiVersion::V1,
@@ -123,20 +129,27 @@ impl<S: Send + Sync> FromRequest<S> for GraphJson {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(GraphJson(Map::new()));
         }
-        let value: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::invalid_request(format!("The request body is not valid JSON: {e}.")))?;
+        let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::invalid_request(format!("The request body is not valid JSON: {e}."))
+        })?;
         match value {
             Value::Object(mut map) => {
                 map.retain(|k, _| !k.starts_with("@odata.") || k.ends_with("@odata.bind"));
                 Ok(GraphJson(map))
             }
-            _ => Err(ApiError::invalid_request("The request body must be a JSON object.")),
+            _ => Err(ApiError::invalid_request(
+                "The request body must be a JSON object.",
+            )),
         }
     }
 }
 
 /// Refuses properties outside `allowed`, naming the first one found.
-pub fn only_properties(body: &Map<String, Value>, allowed: &[&str], ignored: &[&str]) -> Result<(), ApiError> {
+pub fn only_properties(
+    body: &Map<String, Value>,
+    allowed: &[&str],
+    ignored: &[&str],
+) -> Result<(), ApiError> {
     match body
         .keys()
         .find(|k| !allowed.contains(&k.as_str()) && !ignored.contains(&k.as_str()))
@@ -154,6 +167,8 @@ pub fn opt_string(body: &Map<String, Value>, key: &str) -> Result<Option<String>
     match body.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(ApiError::invalid_request(format!("The property '{key}' must be a string."))),
+        Some(_) => Err(ApiError::invalid_request(format!(
+            "The property '{key}' must be a string."
+        ))),
     }
 }

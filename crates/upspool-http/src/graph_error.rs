@@ -38,9 +38,11 @@ impl GraphError {
     /// The error for a response axum (not a handler) produced, judged by its status alone.
     pub fn for_bare_status(status: StatusCode) -> Self {
         match status {
-            StatusCode::NOT_FOUND => {
-                GraphError::new(status, "itemNotFound", "The requested resource does not exist.")
-            }
+            StatusCode::NOT_FOUND => GraphError::new(
+                status,
+                "itemNotFound",
+                "The requested resource does not exist.",
+            ),
             StatusCode::METHOD_NOT_ALLOWED => GraphError::new(
                 status,
                 "notSupported",
@@ -152,12 +154,15 @@ fn graph_error_of(e: &DomainError) -> GraphError {
         }
         FragmentLengthMismatch(_) => g(StatusCode::BAD_REQUEST, "invalidRequest", e.to_string())
             .inner("fragmentLengthMismatch"),
-        MaxFileSizeExceeded { .. } => g(StatusCode::BAD_REQUEST, "invalidRequest", e.to_string())
-            .inner("maxFileSizeExceeded"),
-        MaxFragmentLengthExceeded { .. } => {
-            g(StatusCode::PAYLOAD_TOO_LARGE, "invalidRequest", e.to_string())
-                .inner("maxFragmentLengthExceeded")
+        MaxFileSizeExceeded { .. } => {
+            g(StatusCode::BAD_REQUEST, "invalidRequest", e.to_string()).inner("maxFileSizeExceeded")
         }
+        MaxFragmentLengthExceeded { .. } => g(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalidRequest",
+            e.to_string(),
+        )
+        .inner("maxFragmentLengthExceeded"),
         FragmentOverlap => g(
             StatusCode::RANGE_NOT_SATISFIABLE,
             "invalidRange",
@@ -180,7 +185,8 @@ fn graph_error_of(e: &DomainError) -> GraphError {
         StorageFull => g(
             StatusCode::INSUFFICIENT_STORAGE,
             "quotaLimitReached",
-            "The server's storage is full; nothing from this request was recorded. Retry later.".into(),
+            "The server's storage is full; nothing from this request was recorded. Retry later."
+                .into(),
         ),
         Unavailable(_) => g(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -2,13 +2,15 @@
 //! URLs, operations endpoints, the Graph error envelope, request ids and metrics. Handlers
 //! translate HTTP to [`upspool_domain::PrintService`] calls and back; no rule lives here.
 
+use std::convert::Infallible;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use axum::body::Body;
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::Request;
 use axum::http::Uri;
 use axum::routing::IntoMakeService;
-use axum::{Router, ServiceExt};
+use axum::Router;
 use tower::util::MapRequest;
 use tower::Layer;
 use upspool_domain::PrintService;
@@ -71,9 +73,33 @@ pub fn app(state: AppState) -> App {
     tower::util::MapRequestLayer::new(normalize as fn(Request<Body>) -> Request<Body>).layer(router)
 }
 
-/// The application ready for `axum::serve` or `axum_server`.
-pub fn make_service(state: AppState) -> IntoMakeService<App> {
-    app(state).into_make_service()
+/// The application ready for `axum::serve` or `axum_server`, whatever request body type the
+/// server hands it (hyper's `Incoming` under axum-server).
+pub fn make_service(state: AppState) -> IntoMakeService<AnyBody<App>> {
+    axum::ServiceExt::<Request<Body>>::into_make_service(AnyBody(app(state)))
+}
+
+/// Adapts [`App`], which takes `Request<axum::body::Body>`, to any body type.
+#[derive(Clone)]
+pub struct AnyBody<S>(S);
+
+impl<S, B> tower::Service<Request<B>> for AnyBody<S>
+where
+    S: tower::Service<Request<Body>, Error = Infallible>,
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = S::Response;
+    type Error = Infallible;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        self.0.call(req.map(Body::new))
+    }
 }
 
 /// Rewrites known path segments to their canonical spelling (`createuploadsession` ->
@@ -85,8 +111,15 @@ fn normalize(mut req: Request<Body>) -> Request<Body> {
     let segments: Vec<&str> = path
         .split('/')
         .map(|seg| {
-            let decoded = if seg.eq_ignore_ascii_case("%24value") { "$value" } else { seg };
-            match routes::CANONICAL_SEGMENTS.iter().find(|c| c.eq_ignore_ascii_case(decoded)) {
+            let decoded = if seg.eq_ignore_ascii_case("%24value") {
+                "$value"
+            } else {
+                seg
+            };
+            match routes::CANONICAL_SEGMENTS
+                .iter()
+                .find(|c| c.eq_ignore_ascii_case(decoded))
+            {
                 Some(c) if *c != seg => {
                     changed = true;
                     *c

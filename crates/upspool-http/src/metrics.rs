@@ -30,7 +30,10 @@ impl Metrics {
         let registry = Registry::new_custom(Some("upspool".into()), None)
             .expect("static metric prefix is valid");
         let requests = IntCounterVec::new(
-            Opts::new("http_requests_total", "HTTP requests by route, method and status"),
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests by route, method and status",
+            ),
             &["route", "method", "status"],
         )
         .expect("valid metric");

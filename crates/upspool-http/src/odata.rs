@@ -46,20 +46,31 @@ fn decode(s: &str) -> Result<String, ApiError> {
     percent_decode_str(&plus_as_space)
         .decode_utf8()
         .map(|c| c.into_owned())
-        .map_err(|_| ApiError::invalid_query("The query string is not valid UTF-8 after percent-decoding."))
+        .map_err(|_| {
+            ApiError::invalid_query("The query string is not valid UTF-8 after percent-decoding.")
+        })
 }
 
 fn number(name: &str, value: &str) -> Result<u64, ApiError> {
     let v = value.trim();
     if v.starts_with('-') {
-        return Err(ApiError::invalid_query(format!("${name} must not be negative.")));
+        return Err(ApiError::invalid_query(format!(
+            "${name} must not be negative."
+        )));
     }
-    v.parse::<u64>()
-        .map_err(|_| ApiError::invalid_query(format!("${name} must be a non-negative integer, not '{value}'.")))
+    v.parse::<u64>().map_err(|_| {
+        ApiError::invalid_query(format!(
+            "${name} must be a non-negative integer, not '{value}'."
+        ))
+    })
 }
 
 /// Parses a raw (still percent-encoded) query string.
-pub fn parse(query: Option<&str>, target: Target, expandable: &[&str]) -> Result<QueryOptions, ApiError> {
+pub fn parse(
+    query: Option<&str>,
+    target: Target,
+    expandable: &[&str],
+) -> Result<QueryOptions, ApiError> {
     let mut out = QueryOptions::default();
     let Some(q) = query.filter(|q| !q.is_empty()) else {
         return Ok(out);
@@ -77,17 +88,30 @@ pub fn parse(query: Option<&str>, target: Target, expandable: &[&str]) -> Result
         let name = key.strip_prefix('$').unwrap_or(&key).to_ascii_lowercase();
         let known = matches!(
             name.as_str(),
-            "top" | "skip" | "filter" | "expand" | "select" | "orderby" | "count" | "search" | "format" | "skiptoken"
+            "top"
+                | "skip"
+                | "filter"
+                | "expand"
+                | "select"
+                | "orderby"
+                | "count"
+                | "search"
+                | "format"
+                | "skiptoken"
         );
         if !known {
             if key.starts_with('$') {
-                return Err(ApiError::invalid_query(format!("The query option '{key}' is not supported.")));
+                return Err(ApiError::invalid_query(format!(
+                    "The query option '{key}' is not supported."
+                )));
             }
             // Not an OData option: Graph ignores other parameters.
             continue;
         }
         if !seen.insert(name.clone()) {
-            return Err(ApiError::invalid_query(format!("The query option '${name}' is given more than once.")));
+            return Err(ApiError::invalid_query(format!(
+                "The query option '${name}' is given more than once."
+            )));
         }
         let list_only = matches!(name.as_str(), "top" | "skip" | "filter" | "orderby");
         if list_only && target == Target::Item {
@@ -113,14 +137,7 @@ pub fn parse(query: Option<&str>, target: Target, expandable: &[&str]) -> Result
                     out.expand.insert((*canonical).to_string());
                 }
             }
-            "select" => {
-                out.select = Some(
-                    value
-                        .split(',')
-                        .map(|s| s.trim().to_string())
-                        .collect(),
-                )
-            }
+            "select" => out.select = Some(value.split(',').map(|s| s.trim().to_string()).collect()),
             "orderby" => out.descending = parse_orderby(&value)?,
             other => {
                 return Err(ApiError::invalid_query(format!(
@@ -145,7 +162,9 @@ fn parse_orderby(v: &str) -> Result<bool, ApiError> {
     match dir.map(str::to_ascii_lowercase).as_deref() {
         None | Some("asc") => Ok(false),
         Some("desc") => Ok(true),
-        Some(d) => Err(ApiError::invalid_query(format!("$orderby direction '{d}' must be asc or desc."))),
+        Some(d) => Err(ApiError::invalid_query(format!(
+            "$orderby direction '{d}' must be asc or desc."
+        ))),
     }
 }
 
@@ -172,7 +191,11 @@ fn tokens(s: &str) -> Result<Vec<Tok>, ApiError> {
                     }
                     Some('\'') => break,
                     Some(ch) => lit.push(ch),
-                    None => return Err(ApiError::invalid_query("$filter has an unterminated string literal.")),
+                    None => {
+                        return Err(ApiError::invalid_query(
+                            "$filter has an unterminated string literal.",
+                        ))
+                    }
                 }
             }
             out.push(Tok::Str(lit));
@@ -191,17 +214,23 @@ fn tokens(s: &str) -> Result<Vec<Tok>, ApiError> {
     Ok(out)
 }
 
-const FILTER_HELP: &str = "supported: createdBy/userPrincipalName eq '...', status/state eq '...', \
+const FILTER_HELP: &str =
+    "supported: createdBy/userPrincipalName eq '...', status/state eq '...', \
 isFetchable eq true|false, joined with 'and'";
 
 /// `clause ('and' clause)*`.
 fn parse_filter(s: &str) -> Result<JobFilter, ApiError> {
-    let bad = |detail: &str| ApiError::invalid_query(format!("$filter '{s}' is not supported ({detail}); {FILTER_HELP}."));
+    let bad = |detail: &str| {
+        ApiError::invalid_query(format!(
+            "$filter '{s}' is not supported ({detail}); {FILTER_HELP}."
+        ))
+    };
     let toks = tokens(s)?;
     let mut f = JobFilter::default();
     let mut i = 0;
     loop {
-        let (Some(Tok::Word(field)), Some(Tok::Word(op)), Some(value)) = (toks.get(i), toks.get(i + 1), toks.get(i + 2))
+        let (Some(Tok::Word(field)), Some(Tok::Word(op)), Some(value)) =
+            (toks.get(i), toks.get(i + 1), toks.get(i + 2))
         else {
             return Err(bad("expected a comparison"));
         };
@@ -214,7 +243,10 @@ fn parse_filter(s: &str) -> Result<JobFilter, ApiError> {
                 f.created_by_upn = Some(upn.clone())
             }
             ("status/state", Tok::Str(state)) if f.state.is_none() => {
-                f.state = Some(JobState::parse(state).ok_or_else(|| bad(&format!("unknown state '{state}'")))?)
+                f.state = Some(
+                    JobState::parse(state)
+                        .ok_or_else(|| bad(&format!("unknown state '{state}'")))?,
+                )
             }
             ("isfetchable", Tok::Word(b)) if f.is_fetchable.is_none() => {
                 f.is_fetchable = Some(match b.to_ascii_lowercase().as_str() {
@@ -237,7 +269,12 @@ fn parse_filter(s: &str) -> Result<JobFilter, ApiError> {
 /// Query string for a next page: the original options with `$skip` moved on.
 pub fn next_link_query(raw: &[(String, String)], next_skip: u64) -> String {
     use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-    const VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
+    const VALUE: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~')
+        .remove(b'/');
     let mut parts: Vec<String> = raw
         .iter()
         .filter(|(k, _)| k != "$skip")

@@ -172,7 +172,12 @@ pub fn job_properties(v: ApiVersion) -> &'static [&'static str] {
 
 /// `printJob`, without `@odata.context` (added for single entities by the caller).
 /// `documents` and `tasks` appear only when given (expanded).
-pub fn job(j: &Job, v: ApiVersion, documents: Option<&[Document]>, tasks: bool) -> Map<String, Value> {
+pub fn job(
+    j: &Job,
+    v: ApiVersion,
+    documents: Option<&[Document]>,
+    tasks: bool,
+) -> Map<String, Value> {
     let mut out = Map::new();
     out.insert("id".into(), json!(j.id.to_string()));
     out.insert("createdDateTime".into(), json!(timestamp(j.created)));

@@ -1,1 +1,64 @@
-fn main() {}
+//! The `upspool` binary: command-line dispatch and exit codes (0 ok, 1 runtime failure,
+//! 2 usage or configuration error). Everything else lives in the modules.
+
+mod admin;
+mod cli;
+mod config;
+mod logging;
+mod serve;
+mod tls;
+
+use std::future::Future;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+const RUNTIME_FAILURE: u8 = 1;
+const USAGE_ERROR: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            let config = match config::load(&args, &config::process_env) {
+                Ok(c) => c,
+                Err(e) => return fail(USAGE_ERROR, &e),
+            };
+            logging::init(config.log_format, "info");
+            match block_on(serve::run(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(RUNTIME_FAILURE, &format!("{e:#}")),
+            }
+        }
+        Command::Admin(command) => {
+            let config = match admin::load_config(&command) {
+                Ok(c) => c,
+                Err(e) => return fail(USAGE_ERROR, &e),
+            };
+            logging::init(config.log_format, "warn");
+            match block_on(admin::run(command, config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(RUNTIME_FAILURE, &format!("{e:#}")),
+            }
+        }
+    }
+}
+
+fn fail(code: u8, message: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("upspool: error: {message}");
+    ExitCode::from(code)
+}
+
+/// Runs `future` on a multi-threaded runtime. Blocking work still running afterwards (an
+/// abandoned file write) gets a few seconds, so that exit is never held up indefinitely.
+fn block_on<T>(future: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(future);
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    result
+}

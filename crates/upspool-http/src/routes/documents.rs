@@ -14,7 +14,11 @@ use crate::graph_error::{ApiError, ApiResult};
 use crate::views::{self, context, scope_path};
 use crate::AppState;
 
-pub async fn list(State(st): State<AppState>, Caller(who): Caller, addr: Addr) -> ApiResult<Response> {
+pub async fn list(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    addr: Addr,
+) -> ApiResult<Response> {
     let docs = st.service.documents(&who, addr.scope(), addr.job()).await?;
     Ok(Json(json!({
         "@odata.context": context(
@@ -27,7 +31,11 @@ pub async fn list(State(st): State<AppState>, Caller(who): Caller, addr: Addr) -
     .into_response())
 }
 
-pub async fn get(State(st): State<AppState>, Caller(who): Caller, addr: Addr) -> ApiResult<Response> {
+pub async fn get(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    addr: Addr,
+) -> ApiResult<Response> {
     let doc = st
         .service
         .get_document(&who, addr.scope(), addr.job(), addr.document())
@@ -36,7 +44,11 @@ pub async fn get(State(st): State<AppState>, Caller(who): Caller, addr: Addr) ->
     v["@odata.context"] = json!(context(
         &st.config.public_url,
         addr.version,
-        &format!("{}/jobs('{}')/documents/$entity", scope_path(addr.scope()), addr.job())
+        &format!(
+            "{}/jobs('{}')/documents/$entity",
+            scope_path(addr.scope()),
+            addr.job()
+        )
     ));
     Ok(Json(v).into_response())
 }
@@ -46,11 +58,9 @@ fn upload_properties(body: &Map<String, Value>) -> ApiResult<UploadProperties> {
     only_properties(body, &["properties"], &[])?;
     let props = match body.get("properties") {
         Some(Value::Object(p)) => p,
-        _ => {
-            return Err(ApiError::invalid_request(
-                "The property 'properties' is required: {\"documentName\",\"contentType\",\"size\"}.",
-            ))
-        }
+        _ => return Err(ApiError::invalid_request(
+            "The property 'properties' is required: {\"documentName\",\"contentType\",\"size\"}.",
+        )),
     };
     let props: Map<String, Value> = props
         .iter()
@@ -62,7 +72,11 @@ fn upload_properties(body: &Map<String, Value>) -> ApiResult<UploadProperties> {
         Some(Value::Number(n)) => n.as_u64(),
         _ => None,
     }
-    .ok_or_else(|| ApiError::invalid_request("properties.size is required and must be an integer of at least 1."))?;
+    .ok_or_else(|| {
+        ApiError::invalid_request(
+            "properties.size is required and must be an integer of at least 1.",
+        )
+    })?;
     let content_type = match props.get("contentType") {
         Some(Value::String(s)) => s.clone(),
         _ => {
@@ -74,7 +88,11 @@ fn upload_properties(body: &Map<String, Value>) -> ApiResult<UploadProperties> {
     let document_name = match props.get("documentName") {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(s)) => s.clone(),
-        Some(_) => return Err(ApiError::invalid_request("properties.documentName must be a string.")),
+        Some(_) => {
+            return Err(ApiError::invalid_request(
+                "properties.documentName must be a string.",
+            ))
+        }
     };
     Ok(UploadProperties {
         document_name,
@@ -107,7 +125,11 @@ pub async fn create_upload_session(
 }
 
 /// `302` to a pre-authenticated download URL on the same scheme and host as the API.
-pub async fn content(State(st): State<AppState>, Caller(who): Caller, addr: Addr) -> ApiResult<Response> {
+pub async fn content(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    addr: Addr,
+) -> ApiResult<Response> {
     let dl = st
         .service
         .create_download(&who, addr.scope(), addr.job(), addr.document())

@@ -75,8 +75,13 @@ pub async fn get(
         .header(header::ACCEPT_RANGES, "bytes")
         .header(header::CONTENT_TYPE, doc.content_type.as_str())
         .header(header::CACHE_CONTROL, "private, no-store");
-    if text(header::IF_NONE_MATCH).is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*")) {
-        return builder.status(StatusCode::NOT_MODIFIED).body(Body::empty()).map_err(internal);
+    if text(header::IF_NONE_MATCH)
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"))
+    {
+        return builder
+            .status(StatusCode::NOT_MODIFIED)
+            .body(Body::empty())
+            .map_err(internal);
     }
     let range_applies = text(header::IF_RANGE).is_none_or(|v| v.trim() == tag);
     let want = if range_applies {
@@ -97,7 +102,10 @@ pub async fn get(
             let mut resp: Response = GraphError::new(
                 StatusCode::RANGE_NOT_SATISFIABLE,
                 "invalidRange",
-                format!("The requested range is outside the document's {} bytes.", doc.size),
+                format!(
+                    "The requested range is outside the document's {} bytes.",
+                    doc.size
+                ),
             )
             .into_response_with_status();
             resp.headers_mut().insert(

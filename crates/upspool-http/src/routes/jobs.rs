@@ -52,7 +52,12 @@ pub async fn create(
         .service
         .create_job(&who, addr.scope(), configuration, display_name)
         .await?;
-    let mut v = views::job(&job, addr.version, Some(std::slice::from_ref(&document)), false);
+    let mut v = views::job(
+        &job,
+        addr.version,
+        Some(std::slice::from_ref(&document)),
+        false,
+    );
     v.insert("@odata.context".into(), json!(entity_context(&st, &addr)));
     Ok((StatusCode::CREATED, Json(Value::Object(v))).into_response())
 }
@@ -66,7 +71,11 @@ fn entity_context(st: &AppState, addr: &Addr) -> String {
 }
 
 /// Applies `$select` (always keeping `id` and expanded relationships).
-fn select(mut job: Map<String, Value>, opts: &QueryOptions, v: ApiVersion) -> ApiResult<Map<String, Value>> {
+fn select(
+    mut job: Map<String, Value>,
+    opts: &QueryOptions,
+    v: ApiVersion,
+) -> ApiResult<Map<String, Value>> {
     let Some(fields) = &opts.select else {
         return Ok(job);
     };
@@ -76,7 +85,9 @@ fn select(mut job: Map<String, Value>, opts: &QueryOptions, v: ApiVersion) -> Ap
         let canonical = known
             .iter()
             .find(|k| k.eq_ignore_ascii_case(f))
-            .ok_or_else(|| ApiError::invalid_query(format!("$select names an unknown property '{f}'.")))?;
+            .ok_or_else(|| {
+                ApiError::invalid_query(format!("$select names an unknown property '{f}'."))
+            })?;
         keep.push(canonical);
     }
     keep.extend(opts.expand.iter().map(String::as_str));
@@ -84,7 +95,12 @@ fn select(mut job: Map<String, Value>, opts: &QueryOptions, v: ApiVersion) -> Ap
     Ok(job)
 }
 
-async fn render(st: &AppState, job: &Job, opts: &QueryOptions, v: ApiVersion) -> ApiResult<Map<String, Value>> {
+async fn render(
+    st: &AppState,
+    job: &Job,
+    opts: &QueryOptions,
+    v: ApiVersion,
+) -> ApiResult<Map<String, Value>> {
     let docs: Option<Vec<Document>> = if opts.expand.contains("documents") {
         Some(st.service.documents_of_job(job).await?)
     } else {
@@ -118,9 +134,9 @@ pub async fn list(
 ) -> ApiResult<Response> {
     let opts = odata::parse(q.as_deref(), Target::List, EXPANDABLE)?;
     let limits = st.service.limits();
-    let top = opts
-        .top
-        .map_or(limits.default_page_size, |t| t.min(limits.max_page_size as u64) as u32);
+    let top = opts.top.map_or(limits.default_page_size, |t| {
+        t.min(limits.max_page_size as u64) as u32
+    });
     let skip = opts.skip.unwrap_or(0);
     let query = JobQuery {
         printer_id: uuid::Uuid::nil(),
@@ -160,7 +176,11 @@ fn scope_url(scope: upspool_domain::JobScope) -> String {
     }
 }
 
-pub async fn start(State(st): State<AppState>, Caller(who): Caller, addr: Addr) -> ApiResult<Response> {
+pub async fn start(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    addr: Addr,
+) -> ApiResult<Response> {
     let status = st.service.start_job(&who, addr.scope(), addr.job()).await?;
     let mut v = views::status(&status, addr.version);
     v["@odata.context"] = json!(context(
@@ -171,13 +191,23 @@ pub async fn start(State(st): State<AppState>, Caller(who): Caller, addr: Addr) 
     Ok(Json(v).into_response())
 }
 
-pub async fn cancel(State(st): State<AppState>, Caller(who): Caller, addr: Addr) -> ApiResult<StatusCode> {
-    st.service.cancel_job(&who, addr.scope(), addr.job()).await?;
+pub async fn cancel(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    addr: Addr,
+) -> ApiResult<StatusCode> {
+    st.service
+        .cancel_job(&who, addr.scope(), addr.job())
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `GET .../tasks`: upspool has no task triggers yet, so every job has none.
-pub async fn tasks(State(st): State<AppState>, Caller(who): Caller, addr: Addr) -> ApiResult<Response> {
+pub async fn tasks(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    addr: Addr,
+) -> ApiResult<Response> {
     st.service.get_job(&who, addr.scope(), addr.job()).await?;
     Ok(Json(json!({
         "@odata.context": context(

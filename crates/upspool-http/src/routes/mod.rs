@@ -21,17 +21,28 @@ pub fn router() -> Router<AppState> {
         .route("/metrics", get(ops::metrics))
         .route(
             "/uploadSessions/{session}",
-            put(uploads::put).get(uploads::status).delete(uploads::delete),
+            put(uploads::put)
+                .get(uploads::status)
+                .delete(uploads::delete),
         )
-        .route("/downloads/{grant}", get(downloads::get).head(downloads::get));
+        .route(
+            "/downloads/{grant}",
+            get(downloads::get).head(downloads::get),
+        );
     for v in ["/v1.0", "/beta"] {
         r = r
-            .route(&format!("{v}/print/printers"), get(printers::list).post(printers::create))
+            .route(
+                &format!("{v}/print/printers"),
+                get(printers::list).post(printers::create),
+            )
             .route(
                 &format!("{v}/print/printers/{{id}}"),
                 get(printers::get).delete(printers::delete),
             )
-            .route(&format!("{v}/print/shares"), get(shares::list).post(shares::create))
+            .route(
+                &format!("{v}/print/shares"),
+                get(shares::list).post(shares::create),
+            )
             .route(
                 &format!("{v}/print/shares/{{id}}"),
                 get(shares::get).delete(shares::delete),
@@ -56,7 +67,10 @@ pub fn router() -> Router<AppState> {
                     post(documents::create_upload_session),
                 )
                 .route(&format!("{doc}/$value"), get(documents::content))
-                .route(&format!("{doc}/uploadSession/$value"), post(uploads::post_draft));
+                .route(
+                    &format!("{doc}/uploadSession/$value"),
+                    post(uploads::post_draft),
+                );
         }
     }
     r

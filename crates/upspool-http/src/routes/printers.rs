@@ -13,7 +13,11 @@ use crate::graph_error::{ApiError, ApiResult};
 use crate::views::{self, context};
 use crate::AppState;
 
-pub async fn list(State(st): State<AppState>, Caller(who): Caller, addr: Addr) -> ApiResult<Response> {
+pub async fn list(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    addr: Addr,
+) -> ApiResult<Response> {
     let printers = st.service.list_printers(&who).await?;
     Ok(Json(json!({
         "@odata.context": context(&st.config.public_url, addr.version, "print/printers"),
@@ -29,14 +33,26 @@ fn printer_id(addr: &Addr) -> ApiResult<uuid::Uuid> {
     }
 }
 
-pub async fn get(State(st): State<AppState>, Caller(who): Caller, addr: Addr) -> ApiResult<Response> {
+pub async fn get(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    addr: Addr,
+) -> ApiResult<Response> {
     let p = st.service.get_printer(&who, printer_id(&addr)?).await?;
     let mut v = views::printer(&p);
-    v["@odata.context"] = json!(context(&st.config.public_url, addr.version, "print/printers/$entity"));
+    v["@odata.context"] = json!(context(
+        &st.config.public_url,
+        addr.version,
+        "print/printers/$entity"
+    ));
     Ok(Json(v).into_response())
 }
 
-pub async fn delete(State(st): State<AppState>, Caller(who): Caller, addr: Addr) -> ApiResult<StatusCode> {
+pub async fn delete(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    addr: Addr,
+) -> ApiResult<StatusCode> {
     st.service.delete_printer(&who, printer_id(&addr)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -52,9 +68,18 @@ pub async fn create(
         .ok_or_else(|| ApiError::invalid_request("The property 'displayName' is required."))?;
     let p = st
         .service
-        .create_printer(&who, name, opt_string(&body, "manufacturer")?, opt_string(&body, "model")?)
+        .create_printer(
+            &who,
+            name,
+            opt_string(&body, "manufacturer")?,
+            opt_string(&body, "model")?,
+        )
         .await?;
     let mut v = views::printer(&p);
-    v["@odata.context"] = json!(context(&st.config.public_url, addr.version, "print/printers/$entity"));
+    v["@odata.context"] = json!(context(
+        &st.config.public_url,
+        addr.version,
+        "print/printers/$entity"
+    ));
     Ok((StatusCode::CREATED, Json(v)).into_response())
 }

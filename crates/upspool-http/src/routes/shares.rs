@@ -21,7 +21,11 @@ fn share_id(addr: &Addr) -> ApiResult<uuid::Uuid> {
     }
 }
 
-pub async fn list(State(st): State<AppState>, Caller(who): Caller, addr: Addr) -> ApiResult<Response> {
+pub async fn list(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    addr: Addr,
+) -> ApiResult<Response> {
     let shares = st.service.list_shares(&who).await?;
     Ok(Json(json!({
         "@odata.context": context(&st.config.public_url, addr.version, "print/shares"),
@@ -38,7 +42,9 @@ pub async fn get(
 ) -> ApiResult<Response> {
     let opts = odata::parse(q.as_deref(), Target::Item, &["printer"])?;
     if opts.select.is_some() {
-        return Err(ApiError::invalid_query("$select is not supported on printer shares."));
+        return Err(ApiError::invalid_query(
+            "$select is not supported on printer shares.",
+        ));
     }
     let share = st.service.get_share(&who, share_id(&addr)?).await?;
     let printer = if opts.expand.contains("printer") {
@@ -47,11 +53,19 @@ pub async fn get(
         None
     };
     let mut v = views::share(&share, printer.as_ref());
-    v["@odata.context"] = json!(context(&st.config.public_url, addr.version, "print/shares/$entity"));
+    v["@odata.context"] = json!(context(
+        &st.config.public_url,
+        addr.version,
+        "print/shares/$entity"
+    ));
     Ok(Json(v).into_response())
 }
 
-pub async fn delete(State(st): State<AppState>, Caller(who): Caller, addr: Addr) -> ApiResult<StatusCode> {
+pub async fn delete(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    addr: Addr,
+) -> ApiResult<StatusCode> {
     st.service.delete_share(&who, share_id(&addr)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -68,8 +82,16 @@ fn bound_printer(v: Option<&Value>) -> ApiResult<uuid::Uuid> {
         .trim_end_matches('/')
         .rsplit_once("printers/")
         .map(|(_, id)| id)
-        .ok_or_else(|| ApiError::invalid_request(format!("'printer@odata.bind' is not a printer URL: '{url}'.")))?;
-    parse_uuid(id, "printer").map_err(|_| ApiError::invalid_request(format!("'printer@odata.bind' names no valid printer id: '{url}'.")))
+        .ok_or_else(|| {
+            ApiError::invalid_request(format!(
+                "'printer@odata.bind' is not a printer URL: '{url}'."
+            ))
+        })?;
+    parse_uuid(id, "printer").map_err(|_| {
+        ApiError::invalid_request(format!(
+            "'printer@odata.bind' names no valid printer id: '{url}'."
+        ))
+    })
 }
 
 pub async fn create(
@@ -78,17 +100,32 @@ pub async fn create(
     addr: Addr,
     GraphJson(body): GraphJson,
 ) -> ApiResult<Response> {
-    only_properties(&body, &["displayName", "allowAllUsers", "printer@odata.bind"], &[])?;
+    only_properties(
+        &body,
+        &["displayName", "allowAllUsers", "printer@odata.bind"],
+        &[],
+    )?;
     let name = opt_string(&body, "displayName")?
         .ok_or_else(|| ApiError::invalid_request("The property 'displayName' is required."))?;
     let allow_all = match body.get("allowAllUsers") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(ApiError::invalid_request("The property 'allowAllUsers' must be true or false.")),
+        Some(_) => {
+            return Err(ApiError::invalid_request(
+                "The property 'allowAllUsers' must be true or false.",
+            ))
+        }
     };
     let printer = bound_printer(body.get("printer@odata.bind"))?;
-    let share = st.service.create_share(&who, name, printer, allow_all).await?;
+    let share = st
+        .service
+        .create_share(&who, name, printer, allow_all)
+        .await?;
     let mut v = views::share(&share, None);
-    v["@odata.context"] = json!(context(&st.config.public_url, addr.version, "print/shares/$entity"));
+    v["@odata.context"] = json!(context(
+        &st.config.public_url,
+        addr.version,
+        "print/shares/$entity"
+    ));
     Ok((StatusCode::CREATED, Json(v)).into_response())
 }

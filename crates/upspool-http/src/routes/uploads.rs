@@ -34,7 +34,8 @@ impl TokenQuery {
 }
 
 fn session_id(s: &str) -> ApiResult<Uuid> {
-    crate::extract::parse_uuid(s, "upload session").map_err(|_| DomainError::UploadSessionNotFound.into())
+    crate::extract::parse_uuid(s, "upload session")
+        .map_err(|_| DomainError::UploadSessionNotFound.into())
 }
 
 /// Header value as text; a header that is not visible ASCII is passed on as unparsable.
@@ -58,7 +59,9 @@ fn outcome_response(outcome: SegmentOutcome) -> Response {
 }
 
 fn body_stream(body: Body) -> upspool_domain::upload::BodyStream {
-    body.into_data_stream().map_err(std::io::Error::other).boxed()
+    body.into_data_stream()
+        .map_err(std::io::Error::other)
+        .boxed()
 }
 
 struct InFlight<'a>(&'a prometheus::IntGauge);

@@ -1,0 +1,164 @@
+//! The command line, as clap derive types. Values stay raw strings here: `config` layers them
+//! over the environment and the TOML file and parses them, so that an error can name where a
+//! bad value came from.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use uuid::Uuid;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "upspool",
+    version,
+    about = "A self-hosted print server speaking the Microsoft Graph Universal Print API.",
+    after_help = "Settings are taken from flags, then UPSPOOL_* environment variables, then the \
+                  TOML file given by --config / UPSPOOL_CONFIG, then defaults."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the print server.
+    Serve(Box<ServeArgs>),
+    /// Manage printers and shares directly in the data directory.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+/// Where the configuration comes from; shared by every command.
+#[derive(Debug, Default, Args)]
+pub struct CommonArgs {
+    /// TOML configuration file [env: UPSPOOL_CONFIG]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory of the database and document bytes [env: UPSPOOL_DATA_DIR] [default: ./upspool-data]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<String>,
+}
+
+#[derive(Debug, Default, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Plain HTTP listen address [env: UPSPOOL_LISTEN] [default: 127.0.0.1:8631]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Base URL of uploadUrl and @odata links [env: UPSPOOL_PUBLIC_URL] [default: from the bound address]
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+    /// Also serve HTTPS on this address [env: UPSPOOL_TLS_LISTEN]
+    #[arg(long, value_name = "ADDR")]
+    pub tls_listen: Option<String>,
+    /// PEM certificate chain for HTTPS [env: UPSPOOL_TLS_CERT] [default: self-signed in DATA_DIR/tls]
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<String>,
+    /// PEM private key for HTTPS [env: UPSPOOL_TLS_KEY]
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<String>,
+    /// Accept every request as a fixed development user. Never in production [env: UPSPOOL_INSECURE_DEV_AUTH]
+    #[arg(long)]
+    pub insecure_dev_auth: bool,
+    /// Log format on stderr: text or json [env: UPSPOOL_LOG_FORMAT] [default: text]
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// How long a shutdown waits for in-flight requests [env: UPSPOOL_SHUTDOWN_TIMEOUT] [default: 30s]
+    #[arg(long, value_name = "DURATION")]
+    pub shutdown_timeout: Option<String>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+#[derive(Debug, Default, Args)]
+#[command(next_help_heading = "Limits")]
+pub struct LimitArgs {
+    /// Largest document an upload session may declare [env: UPSPOOL_MAX_DOCUMENT_SIZE] [default: 4GiB]
+    #[arg(long, value_name = "SIZE")]
+    pub max_document_size: Option<String>,
+    /// Largest body of one upload request [env: UPSPOOL_MAX_SEGMENT_SIZE] [default: 60MiB]
+    #[arg(long, value_name = "SIZE")]
+    pub max_segment_size: Option<String>,
+    /// Sliding lifetime of an upload session [env: UPSPOOL_SESSION_TTL] [default: 24h]
+    #[arg(long, value_name = "DURATION")]
+    pub session_ttl: Option<String>,
+    /// Longest life of an upload session, however active [env: UPSPOOL_SESSION_HARD_CAP] [default: 7d]
+    #[arg(long, value_name = "DURATION")]
+    pub session_hard_cap: Option<String>,
+    /// How long a completed session answers replays [env: UPSPOOL_REPLAY_GRACE] [default: 10m]
+    #[arg(long, value_name = "DURATION")]
+    pub replay_grace: Option<String>,
+    /// Lifetime of a pre-authenticated download URL [env: UPSPOOL_DOWNLOAD_URL_TTL] [default: 10m]
+    #[arg(long, value_name = "DURATION")]
+    pub download_url_ttl: Option<String>,
+    /// Time between two clean-up sweeps [env: UPSPOOL_SWEEP_INTERVAL] [default: 60s]
+    #[arg(long, value_name = "DURATION")]
+    pub sweep_interval: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Printers.
+    #[command(subcommand)]
+    Printer(PrinterCommand),
+    /// Printer shares.
+    #[command(subcommand)]
+    Share(ShareCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PrinterCommand {
+    /// Create a printer and print it as JSON.
+    Add {
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        manufacturer: Option<String>,
+        #[arg(long)]
+        model: Option<String>,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Print every printer as a JSON array.
+    List {
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ShareCommand {
+    /// Create a share of a printer and print it as JSON.
+    Add {
+        /// Id of the shared printer.
+        #[arg(long, value_name = "ID")]
+        printer: Uuid,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Let every user of the tenant print to the share.
+        #[arg(long)]
+        allow_all_users: bool,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Print every share as a JSON array.
+    List {
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}
