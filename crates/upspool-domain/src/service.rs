@@ -79,6 +79,11 @@ impl PrintService {
         Ok(self.meta.ping().await?)
     }
 
+    /// Sessions accepting segments right now (for metrics).
+    pub async fn active_sessions(&self) -> Result<u64> {
+        Ok(self.meta.count_active_sessions(Utc::now()).await?)
+    }
+
     // ---- printers ----
 
     pub async fn create_printer(

@@ -184,6 +184,9 @@ pub trait MetadataStore: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<UploadSession>, StoreError>;
 
+    /// How many sessions are active and unexpired at `now` (for metrics).
+    async fn count_active_sessions(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
+
     async fn insert_download_grant(&self, grant: &DownloadGrant) -> Result<(), StoreError>;
     async fn get_download_grant(&self, id: Uuid) -> Result<Option<DownloadGrant>, StoreError>;
     /// Deletes grants that expired before `now`; returns how many.

@@ -226,6 +226,10 @@ impl MetadataStore for SqliteStore {
         sessions::sessions_to_sweep(&self.db, now, limit).await
     }
 
+    async fn count_active_sessions(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        sessions::count_active_sessions(&self.db, now).await
+    }
+
     async fn insert_download_grant(&self, grant: &DownloadGrant) -> Result<(), StoreError> {
         documents::insert_download_grant(&self.db, grant).await
     }

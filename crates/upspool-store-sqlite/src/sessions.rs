@@ -231,3 +231,14 @@ pub(crate) async fn sessions_to_sweep(
     .map_err(map_err)?;
     codec::all(&rows, codec::session)
 }
+
+pub(crate) async fn count_active_sessions(db: &Db, now: DateTime<Utc>) -> Result<u64, StoreError> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM upload_sessions WHERE state = 'active' AND expires >= ?1",
+    )
+    .bind(ts(now)?)
+    .fetch_one(&db.read)
+    .await
+    .map_err(map_err)?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}

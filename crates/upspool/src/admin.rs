@@ -76,11 +76,9 @@ async fn execute(command: AdminCommand, opened: &serve::Opened) -> anyhow::Resul
 }
 
 /// `printerShare` as the admin commands print it.
+/// A share as Graph shows it, plus its printer's id (admins need it; Graph would expand it).
 pub fn share_json(s: &Share) -> Value {
-    json!({
-        "id": s.id.to_string(),
-        "displayName": s.display_name,
-        "allowAllUsers": s.allow_all_users,
-        "printer": { "id": s.printer_id.to_string() },
-    })
+    let mut v = upspool_http::views::share(s, None);
+    v["printer"] = json!({ "id": s.printer_id.to_string() });
+    v
 }

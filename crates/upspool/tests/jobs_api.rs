@@ -783,6 +783,13 @@ async fn operations_endpoints_report_health_readiness_and_metrics() {
             .unwrap_or_else(|| panic!("{name} missing from metrics:\n{text}"))
     };
     assert_eq!(value("upspool_upload_bytes_written_total"), 4096.0);
+    assert_eq!(value("upspool_upload_sessions_active"), 0.0);
+    api.ready_upload(10).await;
+    let text2 = get("/metrics").await.unwrap().text().await.unwrap();
+    assert!(
+        text2.contains("upspool_upload_sessions_active 1"),
+        "{text2}"
+    );
     assert!(value("upspool_upload_sync_seconds_count") >= 1.0);
     assert!(text.contains("upspool_http_requests_total{method=\"PUT\",route=\"/uploadSessions/{session}\",status=\"201\"} 1"), "{text}");
 }

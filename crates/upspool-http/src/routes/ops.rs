@@ -20,11 +20,17 @@ pub async fn readyz(State(state): State<AppState>) -> ApiResult<Response> {
     Ok(Json(json!({"status": "ready"})).into_response())
 }
 
-pub async fn metrics(State(state): State<AppState>) -> Response {
-    (
+pub async fn metrics(State(state): State<AppState>) -> ApiResult<Response> {
+    let active = state.service.active_sessions().await?;
+    let gauges = [(
+        "upload_sessions_active",
+        "Upload sessions accepting segments",
+        i64::try_from(active).unwrap_or(i64::MAX),
+    )];
+    Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(&[]),
+        state.metrics.render(&gauges),
     )
-        .into_response()
+        .into_response())
 }
