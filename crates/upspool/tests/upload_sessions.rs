@@ -1004,3 +1004,114 @@ async fn large_segments_stream_through_bounded_memory() {
     let (_, bytes) = api.download(&job).await;
     assert_eq!(bytes.len() as u64, total);
 }
+
+/// A PUT whose body the test feeds chunk by chunk through the returned sender.
+fn streaming_put(
+    url: &str,
+    range: &str,
+    len: usize,
+) -> (
+    tokio::sync::mpsc::Sender<std::io::Result<Vec<u8>>>,
+    tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(1);
+    let stream =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+    let req = reqwest::Client::new()
+        .put(url)
+        .header("Content-Range", range)
+        .header("Content-Length", len.to_string())
+        .body(reqwest::Body::wrap_stream(stream));
+    (tx, tokio::spawn(req.send()))
+}
+
+/// Waits until the server reports `n` segment requests in flight.
+async fn wait_in_flight(api: &Api, n: u32) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let want = format!("upspool_upload_segments_in_flight {n}");
+    loop {
+        let text = api
+            .http
+            .get(format!("{}/metrics", api.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.lines().any(|l| l == want) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never saw {want}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until the server logged that its shutdown began.
+async fn wait_shutting_down(server: &Server) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !server.stderr().contains("shutting down") {
+        assert!(Instant::now() < deadline, "shutdown never began");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_segment_in_flight_at_shutdown_completes_and_is_acknowledged() {
+    let mut server = dev_server(&[]);
+    let api = Api::new(server.base_url());
+    let (_, url) = api.ready_upload(200_000).await;
+    let data = random_bytes(100_000, 12);
+    let (tx, put) = streaming_put(&url, "bytes 0-99999/200000", 100_000);
+    tx.send(Ok(data[..40_000].to_vec())).await.unwrap();
+    wait_in_flight(&api, 1).await;
+
+    common::sigterm(server.pid());
+    wait_shutting_down(&server).await;
+    tx.send(Ok(data[40_000..].to_vec())).await.unwrap();
+    drop(tx);
+    let resp = put
+        .await
+        .unwrap()
+        .expect("the request in flight is answered");
+    let r = Api::expect(resp, StatusCode::ACCEPTED).await;
+    assert_eq!(ranges(&r), vec!["100000-199999"]);
+    assert!(server.wait().success());
+
+    server.restart();
+    let url = format!(
+        "{}{}",
+        server.base_url(),
+        &url[url.find("/uploadSessions/").unwrap()..]
+    );
+    let api = Api::new(server.base_url());
+    assert_eq!(ranges(&api.status(&url).await), vec!["100000-199999"]);
+}
+
+#[tokio::test]
+async fn a_segment_cut_off_by_the_shutdown_timeout_counts_as_never_received() {
+    let mut server = dev_server(&["--shutdown-timeout", "1s"]);
+    let api = Api::new(server.base_url());
+    let (_, url) = api.ready_upload(200_000).await;
+    let (tx, put) = streaming_put(&url, "bytes 0-99999/200000", 100_000);
+    tx.send(Ok(random_bytes(40_000, 13))).await.unwrap();
+    wait_in_flight(&api, 1).await;
+
+    common::sigterm(server.pid());
+    assert!(server.wait().success());
+    // The client never finished its body; the server gave up on it.
+    assert!(
+        put.await.unwrap().is_err(),
+        "a cut-off request gets no answer"
+    );
+    drop(tx);
+
+    server.restart();
+    let url = format!(
+        "{}{}",
+        server.base_url(),
+        &url[url.find("/uploadSessions/").unwrap()..]
+    );
+    let api = Api::new(server.base_url());
+    assert_eq!(ranges(&api.status(&url).await), vec!["0-199999"]);
+}

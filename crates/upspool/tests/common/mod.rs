@@ -369,6 +369,17 @@ impl Server {
         }
     }
 
+    /// Waits for the server to exit by itself (after a signal the test sent); panics with its
+    /// stderr if it does not exit within [`STOP_TIMEOUT`].
+    pub fn wait(&mut self) -> ExitStatus {
+        self.wait_exit(STOP_TIMEOUT).unwrap_or_else(|| {
+            panic!(
+                "upspool did not exit within {STOP_TIMEOUT:?}; stderr:\n{}",
+                self.stderr()
+            )
+        })
+    }
+
     /// Kills the server (SIGKILL), as a crash would.
     pub fn kill(&mut self) {
         if let Some(child) = self.child.as_mut() {
