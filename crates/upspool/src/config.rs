@@ -1006,6 +1006,68 @@ mod tests {
     }
 
     #[test]
+    fn identity_layers_and_checks() {
+        let c = load(&ServeArgs::default(), &env_of(&[])).unwrap();
+        assert_eq!(
+            c.identity,
+            IdentityConfig {
+                embedded: true,
+                external: None,
+                admin_group: None,
+            }
+        );
+
+        // A file's relative JWKS path is relative to the file; flags beat the environment.
+        let (dir, path) = write_toml(
+            "admin_group = \"admins\"\n[oidc]\nissuer = \"https://idp/\"\n\
+             audience = \"a, b\"\njwks = \"keys.json\"\n",
+        );
+        let mut args = ServeArgs::default();
+        args.common.config = Some(path);
+        args.identity.oidc_tenant = Some("t1".into());
+        let c = load(&args, &env_of(&[("UPSPOOL_OIDC_TENANT", "t2")])).unwrap();
+        assert_eq!(
+            c.identity.external,
+            Some(ExternalIssuer {
+                issuer: "https://idp/".into(),
+                audiences: vec!["a".into(), "b".into()],
+                jwks: JwksLocation::File(dir.path().join("keys.json")),
+                tenant: Some("t1".into()),
+            })
+        );
+        assert_eq!(c.identity.admin_group.as_deref(), Some("admins"));
+
+        let c = load(
+            &ServeArgs::default(),
+            &env_of(&[
+                ("UPSPOOL_OIDC_ISSUER", "https://idp/"),
+                ("UPSPOOL_OIDC_AUDIENCE", "a"),
+                ("UPSPOOL_OIDC_JWKS", "https://idp/keys"),
+                ("UPSPOOL_DISABLE_EMBEDDED_ISSUER", "true"),
+            ]),
+        )
+        .unwrap();
+        assert!(!c.identity.embedded);
+        assert_eq!(
+            c.identity.external.unwrap().jwks,
+            JwksLocation::Url("https://idp/keys".into())
+        );
+
+        // Half an external issuer, or no issuer at all, is an error.
+        let e = load(
+            &ServeArgs::default(),
+            &env_of(&[("UPSPOOL_OIDC_ISSUER", "https://idp/")]),
+        )
+        .unwrap_err()
+        .0;
+        assert!(e.contains("oidc.jwks"), "{e}");
+        let mut args = ServeArgs::default();
+        args.identity.disable_embedded_issuer = true;
+        let e = load(&args, &env_of(&[])).unwrap_err().0;
+        assert!(e.contains("no external issuer"), "{e}");
+    }
+
+    #[test]
     fn tls_needs_both_files_and_a_listener() {
         let mut args = ServeArgs {
             tls_listen: Some("127.0.0.1:0".into()),

@@ -107,6 +107,9 @@ fn alg_none(claims: &Value) -> String {
     )
 }
 
+/// A raw request body and its headers.
+type RawBody = (Vec<u8>, Vec<(&'static str, String)>);
+
 /// One request of the matrix.
 #[derive(Clone)]
 struct Endpoint {
@@ -115,7 +118,7 @@ struct Endpoint {
     path: String,
     body: Option<Value>,
     /// Raw body and headers (the draft upload form).
-    raw: Option<(Vec<u8>, Vec<(&'static str, String)>)>,
+    raw: Option<RawBody>,
     kind: Kind,
     /// Addresses one of alice's jobs (another user gets 404).
     own_job: bool,
