@@ -341,3 +341,32 @@ struct KeyRef {
     alg: Algorithm,
     key: DecodingKey,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jwks_parsing_keeps_only_asymmetric_keys() {
+        let doc = r#"{"keys":[
+            {"kty":"oct","kid":"hmac","k":"c2VjcmV0"},
+            {"kty":"EC","crv":"P-256","kid":"ec","x":"WKn-ZIGevcwGIyyrzFoZNBdaq9_TsqzGl96oc0CWuis","y":"y77t-RvAHRKTsSGdIYUfweuOvwrvDD-Q3Hv5J0fSKbE"},
+            {"kty":"RSA","kid":"rsa-512","alg":"RS512","n":"sXch","e":"AQAB"},
+            {"kty":"RSA","kid":"rsa-ps","alg":"PS256","n":"sXch","e":"AQAB"},
+            {"kty":"weird"}
+        ]}"#;
+        let keys = parse_jwks(doc).unwrap();
+        let kids: Vec<_> = keys
+            .iter()
+            .map(|k| (k.common.key_id.clone().unwrap(), algorithm_of(k).unwrap()))
+            .collect();
+        assert_eq!(
+            kids,
+            vec![
+                ("ec".to_string(), Algorithm::ES256),
+                ("rsa-512".to_string(), Algorithm::RS512)
+            ]
+        );
+        assert!(parse_jwks("[]").is_err());
+    }
+}

@@ -1145,4 +1145,21 @@ async fn embedded_issuer_tokens_from_the_token_command() {
         None,
     )
     .await;
+    // Usage errors exit 2: a user without scopes, or both kinds at once.
+    for bad in [
+        vec!["token", "--user", "bob@example.com"],
+        vec![
+            "token", "--app", "a", "--roles", "x", "--user", "u", "--scopes", "s",
+        ],
+        vec!["token", "--user", "u", "--scopes", "s", "--ttl", "soon"],
+    ] {
+        let out = common::run(&bad, &[]);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{bad:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.stdout.is_empty(), "{bad:?} printed no token");
+    }
 }
