@@ -6,6 +6,7 @@ use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 use uuid::Uuid;
 
+use crate::access::Operation;
 use crate::error::{DomainError, Result};
 use crate::model::{Document, DownloadGrant, JobId};
 use crate::principal::Principal;
@@ -29,7 +30,9 @@ impl PrintService {
         job: JobId,
         document: Uuid,
     ) -> Result<NewDownload> {
-        let doc = self.get_document(who, scope, job, document).await?;
+        let (_, doc) = self
+            .document_for(who, Operation::DownloadDocument, scope, job, document)
+            .await?;
         if doc.blob.is_none() {
             return Err(DomainError::InvalidRequest(
                 "The document has no content yet: its upload has not completed.".into(),

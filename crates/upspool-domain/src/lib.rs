@@ -3,6 +3,7 @@
 //! [`service::PrintService`], which talks to [`store::MetadataStore`] and
 //! [`store::BlobStore`] implementations living in their own crates.
 
+pub mod access;
 pub mod configuration;
 pub mod content_range;
 mod coordinator;

@@ -41,6 +41,14 @@ pub struct Share {
     pub created: DateTime<Utc>,
 }
 
+/// One entry of a share's access list: a user (`allowedUsers`) or a group (`allowedGroups`),
+/// by object id (or, for users, user principal name).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ShareMember {
+    User(String),
+    Group(String),
+}
+
 /// Graph's `userIdentity`: who created a job. `ipAddress` is always null in upspool.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserIdentity {

@@ -7,11 +7,14 @@ use std::sync::Arc;
 use chrono::Utc;
 use uuid::Uuid;
 
+use crate::access::{self, Operation, Reach, ShareAccess};
 use crate::configuration::PrintJobConfiguration;
 use crate::coordinator::SessionCoordinator;
 use crate::error::{DomainError, Result};
 use crate::limits::Limits;
-use crate::model::{Document, Job, JobId, JobState, JobStateDetail, JobStatus, Printer, Share};
+use crate::model::{
+    Document, Job, JobId, JobState, JobStateDetail, JobStatus, Printer, Share, ShareMember,
+};
 use crate::principal::Principal;
 use crate::store::{BlobStore, JobQuery, MetadataStore};
 
@@ -88,11 +91,12 @@ impl PrintService {
 
     pub async fn create_printer(
         &self,
-        _who: &Principal,
+        who: &Principal,
         display_name: String,
         manufacturer: Option<String>,
         model: Option<String>,
     ) -> Result<Printer> {
+        access::authorize(who, Operation::AdministerPrinters)?;
         check_name("displayName", &display_name)?;
         for (field, v) in [("manufacturer", &manufacturer), ("model", &model)] {
             if let Some(v) = v {
@@ -111,11 +115,13 @@ impl PrintService {
         Ok(printer)
     }
 
-    pub async fn list_printers(&self, _who: &Principal) -> Result<Vec<Printer>> {
+    pub async fn list_printers(&self, who: &Principal) -> Result<Vec<Printer>> {
+        access::authorize(who, Operation::ReadPrinters)?;
         Ok(self.meta.list_printers().await?)
     }
 
-    pub async fn get_printer(&self, _who: &Principal, id: Uuid) -> Result<Printer> {
+    pub async fn get_printer(&self, who: &Principal, id: Uuid) -> Result<Printer> {
+        access::authorize(who, Operation::ReadPrinters)?;
         self.meta
             .get_printer(id)
             .await?
@@ -123,7 +129,8 @@ impl PrintService {
     }
 
     /// Deletes a printer with its shares and jobs, and their bytes.
-    pub async fn delete_printer(&self, _who: &Principal, id: Uuid) -> Result<()> {
+    pub async fn delete_printer(&self, who: &Principal, id: Uuid) -> Result<()> {
+        access::authorize(who, Operation::AdministerPrinters)?;
         let blobs = self
             .meta
             .delete_printer(id)
@@ -143,11 +150,12 @@ impl PrintService {
 
     pub async fn create_share(
         &self,
-        _who: &Principal,
+        who: &Principal,
         display_name: String,
         printer_id: Uuid,
         allow_all_users: bool,
     ) -> Result<Share> {
+        access::authorize(who, Operation::AdministerShares)?;
         check_name("displayName", &display_name)?;
         if self.meta.get_printer(printer_id).await?.is_none() {
             return Err(DomainError::InvalidRequest(format!(
@@ -166,18 +174,21 @@ impl PrintService {
         Ok(share)
     }
 
-    pub async fn list_shares(&self, _who: &Principal) -> Result<Vec<Share>> {
+    pub async fn list_shares(&self, who: &Principal) -> Result<Vec<Share>> {
+        access::authorize(who, Operation::ReadShares)?;
         Ok(self.meta.list_shares().await?)
     }
 
-    pub async fn get_share(&self, _who: &Principal, id: Uuid) -> Result<Share> {
+    pub async fn get_share(&self, who: &Principal, id: Uuid) -> Result<Share> {
+        access::authorize(who, Operation::ReadShares)?;
         self.meta
             .get_share(id)
             .await?
             .ok_or(DomainError::NotFound("printer share"))
     }
 
-    pub async fn delete_share(&self, _who: &Principal, id: Uuid) -> Result<()> {
+    pub async fn delete_share(&self, who: &Principal, id: Uuid) -> Result<()> {
+        access::authorize(who, Operation::AdministerShares)?;
         if self.meta.delete_share(id).await? {
             Ok(())
         } else {
@@ -185,7 +196,99 @@ impl PrintService {
         }
     }
 
+    /// The printer of a share the caller may read (`$expand=printer`).
+    pub async fn printer_of_share(&self, who: &Principal, share: &Share) -> Result<Printer> {
+        access::authorize(who, Operation::ReadShares)?;
+        self.meta
+            .get_printer(share.printer_id)
+            .await?
+            .ok_or(DomainError::NotFound("printer"))
+    }
+
+    // ---- share access lists ----
+
+    /// A share's allowedUsers and allowedGroups.
+    pub async fn share_access(&self, who: &Principal, share: Uuid) -> Result<ShareAccess> {
+        access::authorize(who, Operation::ReadShares)?;
+        self.get_share(who, share).await?;
+        Ok(self.meta.share_access(share).await?)
+    }
+
+    /// Adds a user or group to a share's access list (idempotent).
+    pub async fn allow_on_share(
+        &self,
+        who: &Principal,
+        share: Uuid,
+        member: ShareMember,
+    ) -> Result<()> {
+        access::authorize(who, Operation::AdministerShares)?;
+        let (ShareMember::User(m) | ShareMember::Group(m)) = &member;
+        check_name("member id", m)?;
+        if self.meta.add_share_member(share, &member).await? {
+            tracing::info!(share = %share, member = ?member, "share access granted");
+            Ok(())
+        } else {
+            Err(DomainError::NotFound("printer share"))
+        }
+    }
+
+    /// Removes a user or group from a share's access list.
+    pub async fn disallow_on_share(
+        &self,
+        who: &Principal,
+        share: Uuid,
+        member: ShareMember,
+    ) -> Result<()> {
+        access::authorize(who, Operation::AdministerShares)?;
+        if self.meta.remove_share_member(share, &member).await? {
+            tracing::info!(share = %share, member = ?member, "share access revoked");
+            Ok(())
+        } else {
+            Err(DomainError::NotFound(match member {
+                ShareMember::User(_) => "allowed user",
+                ShareMember::Group(_) => "allowed group",
+            }))
+        }
+    }
+
     // ---- jobs ----
+
+    /// Refuses job creation unless the share (or, for a printer, one of its shares) admits
+    /// the caller.
+    async fn check_may_print(
+        &self,
+        who: &Principal,
+        printer: Uuid,
+        share: Option<Uuid>,
+    ) -> Result<()> {
+        if who.is_admin {
+            return Ok(());
+        }
+        let shares = match share {
+            Some(id) => self.meta.get_share(id).await?.into_iter().collect(),
+            None => self
+                .meta
+                .list_shares()
+                .await?
+                .into_iter()
+                .filter(|s| s.printer_id == printer)
+                .collect::<Vec<_>>(),
+        };
+        for s in &shares {
+            let list = if s.allow_all_users {
+                ShareAccess::default()
+            } else {
+                self.meta.share_access(s.id).await?
+            };
+            if access::may_print_to(who, s, &list) {
+                return Ok(());
+            }
+        }
+        Err(DomainError::AccessDenied(
+            "The printer share does not allow this user to print: it neither allows all users nor lists the user or one of their groups."
+                .into(),
+        ))
+    }
 
     /// The printer behind a scope, and the share if the scope is one.
     async fn resolve(&self, scope: JobScope) -> Result<(Uuid, Option<Uuid>)> {
@@ -209,6 +312,7 @@ impl PrintService {
         configuration: PrintJobConfiguration,
         display_name: Option<String>,
     ) -> Result<(Job, Document)> {
+        access::authorize(who, Operation::CreateJob)?;
         configuration
             .validate()
             .map_err(DomainError::InvalidRequest)?;
@@ -220,6 +324,7 @@ impl PrintService {
             }
         }
         let (printer_id, share_id) = self.resolve(scope).await?;
+        self.check_may_print(who, printer_id, share_id).await?;
         let job = Job {
             id: 0,
             printer_id,
@@ -240,22 +345,64 @@ impl PrintService {
     }
 
     /// A job as seen through `scope`; jobs of other printers are "not found".
-    pub async fn get_job(&self, _who: &Principal, scope: JobScope, id: JobId) -> Result<Job> {
+    pub async fn get_job(&self, who: &Principal, scope: JobScope, id: JobId) -> Result<Job> {
+        self.job_for(who, Operation::ReadJobs, scope, id).await
+    }
+
+    /// A job the caller may subject to `op`: the permission is checked first (403), then
+    /// jobs of other printers, and other users' jobs without a `.All` permission, are "not
+    /// found" (404), so that their existence does not leak.
+    pub(crate) async fn job_for(
+        &self,
+        who: &Principal,
+        op: Operation,
+        scope: JobScope,
+        id: JobId,
+    ) -> Result<Job> {
+        let reach = access::authorize(who, op)?;
         let (printer_id, _) = self.resolve(scope).await?;
         match self.meta.get_job(id).await? {
-            Some(job) if job.printer_id == printer_id => Ok(job),
+            Some(job) if job.printer_id == printer_id && access::can_see(who, reach, &job) => {
+                Ok(job)
+            }
             _ => Err(DomainError::NotFound("print job")),
         }
+    }
+
+    /// A document of a job the caller may subject to `op`.
+    pub(crate) async fn document_for(
+        &self,
+        who: &Principal,
+        op: Operation,
+        scope: JobScope,
+        job: JobId,
+        document: Uuid,
+    ) -> Result<(Job, Document)> {
+        let job = self.job_for(who, op, scope, job).await?;
+        match self.meta.get_document(document).await? {
+            Some(d) if d.job_id == job.id => Ok((job, d)),
+            _ => Err(DomainError::NotFound("print document")),
+        }
+    }
+
+    /// Refuses an operation upspool does not implement only after the caller proved it
+    /// would be allowed to ask (so that a 501 never answers an unauthorised caller).
+    pub fn check_allowed(&self, who: &Principal, op: Operation) -> Result<()> {
+        access::authorize(who, op).map(|_| ())
     }
 
     /// One page of the jobs visible through `scope`. `query.printer_id` is set from the scope.
     pub async fn list_jobs(
         &self,
-        _who: &Principal,
+        who: &Principal,
         scope: JobScope,
         mut query: JobQuery,
     ) -> Result<JobPage> {
+        let reach = access::authorize(who, Operation::ReadJobs)?;
         let (printer_id, _) = self.resolve(scope).await?;
+        if reach == Reach::OwnJobs {
+            query.created_by_id = Some(who.user.id.clone());
+        }
         let top = query.top;
         query.printer_id = printer_id;
         // Ask for one more than the page to learn whether a next page exists.
@@ -288,11 +435,10 @@ impl PrintService {
         job: JobId,
         document: Uuid,
     ) -> Result<Document> {
-        let job = self.get_job(who, scope, job).await?;
-        match self.meta.get_document(document).await? {
-            Some(d) if d.job_id == job.id => Ok(d),
-            _ => Err(DomainError::NotFound("print document")),
-        }
+        let (_, doc) = self
+            .document_for(who, Operation::ReadJobs, scope, job, document)
+            .await?;
+        Ok(doc)
     }
 
     /// Starts a job whose document is uploaded. Starting a job that is already pending or
@@ -303,7 +449,7 @@ impl PrintService {
         scope: JobScope,
         id: JobId,
     ) -> Result<JobStatus> {
-        let job = self.get_job(who, scope, id).await?;
+        let job = self.job_for(who, Operation::StartJob, scope, id).await?;
         let s = &job.status;
         if s.state == JobState::Paused && s.details.contains(&JobStateDetail::UploadPending) {
             return Err(DomainError::InvalidRequest(
@@ -342,7 +488,7 @@ impl PrintService {
     /// Cancels a job that has not ended, deleting its upload session. Canceling a canceled
     /// job succeeds again; a completed or aborted one cannot be canceled.
     pub async fn cancel_job(&self, who: &Principal, scope: JobScope, id: JobId) -> Result<()> {
-        let job = self.get_job(who, scope, id).await?;
+        let job = self.job_for(who, Operation::CancelJob, scope, id).await?;
         match job.status.state {
             JobState::Canceled => return Ok(()),
             state if state.is_terminal() => {

@@ -14,8 +14,9 @@ use futures_util::stream::BoxStream;
 use thiserror::Error;
 use uuid::Uuid;
 
+use crate::access::ShareAccess;
 use crate::model::{
-    BlobKey, Document, DownloadGrant, Job, JobId, JobState, JobStatus, Printer, Share,
+    BlobKey, Document, DownloadGrant, Job, JobId, JobState, JobStatus, Printer, Share, ShareMember,
     UploadSession,
 };
 use crate::range_set::{ByteRange, RangeSet};
@@ -55,6 +56,8 @@ pub struct JobQuery {
     pub printer_id: Uuid,
     /// `createdBy/userPrincipalName eq '...'` (exact, case-insensitive match).
     pub created_by_upn: Option<String>,
+    /// Only jobs whose `createdBy.id` is exactly this (a delegated caller's own jobs).
+    pub created_by_id: Option<String>,
     /// `status/state eq '...'`.
     pub state: Option<JobState>,
     /// `isFetchable eq true|false`.
@@ -109,8 +112,23 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn get_share(&self, id: Uuid) -> Result<Option<Share>, StoreError>;
     /// All shares, ordered by creation time then id.
     async fn list_shares(&self) -> Result<Vec<Share>, StoreError>;
-    /// Returns false when there was no such share. Jobs stay with their printer.
+    /// Returns false when there was no such share. Jobs stay with their printer; the share's
+    /// access list goes with it.
     async fn delete_share(&self, id: Uuid) -> Result<bool, StoreError>;
+    /// The users and groups a share allows (allowedUsers / allowedGroups), each list in the
+    /// order they were added. Empty lists for a share that does not exist.
+    async fn share_access(&self, share: Uuid) -> Result<ShareAccess, StoreError>;
+    /// Adds a user or group to a share's access list; adding one already there changes nothing.
+    /// Returns false (and records nothing) when there is no such share.
+    async fn add_share_member(&self, share: Uuid, member: &ShareMember)
+        -> Result<bool, StoreError>;
+    /// Removes a user or group from a share's access list. Returns false when the share does
+    /// not exist or does not list that member.
+    async fn remove_share_member(
+        &self,
+        share: Uuid,
+        member: &ShareMember,
+    ) -> Result<bool, StoreError>;
 
     /// Stores a new job and its one document atomically. The store assigns the job id from a
     /// counter that never repeats (ignoring `job.id` and `document.job_id`) and returns both

@@ -18,6 +18,7 @@ use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 use uuid::Uuid;
 
+use crate::access::Operation;
 use crate::content_range::{self, ContentRange};
 use crate::coordinator::Claim;
 use crate::error::{DomainError, Result};
@@ -128,8 +129,9 @@ impl PrintService {
         document_id: Uuid,
         props: UploadProperties,
     ) -> Result<NewSession> {
-        let document = self.get_document(who, scope, job_id, document_id).await?;
-        let job = self.get_job(who, scope, job_id).await?;
+        let (job, document) = self
+            .document_for(who, Operation::UploadDocument, scope, job_id, document_id)
+            .await?;
         if props.size == 0 {
             return Err(DomainError::InvalidRequest(
                 "properties.size must be an integer of at least 1".into(),
@@ -262,7 +264,9 @@ impl PrintService {
         document: Uuid,
         if_match: Option<&str>,
     ) -> Result<(UploadSession, RangeSet)> {
-        let doc = self.get_document(who, scope, job, document).await?;
+        let (_, doc) = self
+            .document_for(who, Operation::UploadDocument, scope, job, document)
+            .await?;
         let wanted = if_match
             .map(|v| v.trim().trim_matches('"').to_string())
             .filter(|v| !v.is_empty())

@@ -18,6 +18,7 @@ use upspool_domain::PrintService;
 pub mod auth;
 pub mod extract;
 pub mod graph_error;
+pub mod jwt;
 pub mod metrics;
 pub mod odata;
 pub mod request_id;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub service: Arc<PrintService>,
     pub config: Arc<HttpConfig>,
     pub metrics: Arc<metrics::Metrics>,
+    /// Validates bearer tokens; `None` refuses every token (unless `insecure_dev_auth`).
+    pub verifier: Option<Arc<jwt::TokenVerifier>>,
 }
 
 impl AppState {
@@ -54,7 +57,14 @@ impl AppState {
             service,
             config: Arc::new(config),
             metrics,
+            verifier: None,
         }
+    }
+
+    /// Accept bearer tokens that `verifier` validates.
+    pub fn with_verifier(mut self, verifier: jwt::TokenVerifier) -> Self {
+        self.verifier = Some(Arc::new(verifier));
+        self
     }
 }
 
@@ -113,6 +123,8 @@ fn normalize(mut req: Request<Body>) -> Request<Body> {
         .map(|seg| {
             let decoded = if seg.eq_ignore_ascii_case("%24value") {
                 "$value"
+            } else if seg.eq_ignore_ascii_case("%24ref") {
+                "$ref"
             } else {
                 seg
             };

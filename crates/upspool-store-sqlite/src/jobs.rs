@@ -85,6 +85,9 @@ pub(crate) async fn list_jobs(db: &Db, q: &JobQuery) -> Result<Vec<Job>, StoreEr
             .push_bind(upn.clone())
             .push(" COLLATE NOCASE");
     }
+    if let Some(creator) = &q.created_by_id {
+        sql.push(" AND created_by_id = ").push_bind(creator.clone());
+    }
     if let Some(state) = q.state {
         sql.push(" AND state = ").push_bind(state.as_str());
     }

@@ -16,6 +16,7 @@ mod error;
 mod jobs;
 mod printers;
 mod sessions;
+mod share_access;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,8 +27,9 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Sqlite, Transaction};
+use upspool_domain::access::ShareAccess;
 use upspool_domain::model::{
-    BlobKey, Document, DownloadGrant, Job, JobId, JobState, JobStatus, Printer, Share,
+    BlobKey, Document, DownloadGrant, Job, JobId, JobState, JobStatus, Printer, Share, ShareMember,
     UploadSession,
 };
 use upspool_domain::range_set::{ByteRange, RangeSet};
@@ -143,6 +145,23 @@ impl MetadataStore for SqliteStore {
     }
     async fn delete_share(&self, id: Uuid) -> Result<bool, StoreError> {
         printers::delete_share(&self.db, id).await
+    }
+    async fn share_access(&self, share: Uuid) -> Result<ShareAccess, StoreError> {
+        share_access::share_access(&self.db, share).await
+    }
+    async fn add_share_member(
+        &self,
+        share: Uuid,
+        member: &ShareMember,
+    ) -> Result<bool, StoreError> {
+        share_access::add_member(&self.db, share, member).await
+    }
+    async fn remove_share_member(
+        &self,
+        share: Uuid,
+        member: &ShareMember,
+    ) -> Result<bool, StoreError> {
+        share_access::remove_member(&self.db, share, member).await
     }
 
     async fn create_job(

@@ -984,3 +984,50 @@ async fn two_stores_on_one_file_commit_concurrently() {
         assert_eq!(ranges.ranges(), &[r(0, 319)]);
     }
 }
+
+#[tokio::test]
+async fn share_access_lists_are_kept_per_share_and_go_with_it() {
+    use upspool_domain::model::ShareMember;
+    let (_dir, store) = open().await;
+    let p = printer("P", at(0));
+    store.insert_printer(&p).await.unwrap();
+    let share = Share {
+        id: Uuid::new_v4(),
+        display_name: "S".into(),
+        printer_id: p.id,
+        allow_all_users: false,
+        created: at(1),
+    };
+    store.insert_share(&share).await.unwrap();
+    let alice = ShareMember::User("alice@example.com".into());
+    let group = ShareMember::Group("g1".into());
+    assert!(store.add_share_member(share.id, &alice).await.unwrap());
+    assert!(
+        store.add_share_member(share.id, &alice).await.unwrap(),
+        "adding twice is a no-op"
+    );
+    assert!(store.add_share_member(share.id, &group).await.unwrap());
+    let access = store.share_access(share.id).await.unwrap();
+    assert_eq!(access.users, vec!["alice@example.com".to_string()]);
+    assert_eq!(access.groups, vec!["g1".to_string()]);
+    // A user and a group with the same id are different members.
+    assert!(!store
+        .remove_share_member(share.id, &ShareMember::Group("alice@example.com".into()))
+        .await
+        .unwrap());
+    assert!(store.remove_share_member(share.id, &alice).await.unwrap());
+    assert!(!store.remove_share_member(share.id, &alice).await.unwrap());
+    // No list for a share that does not exist, and none left after deletion.
+    let missing = Uuid::new_v4();
+    assert!(!store.add_share_member(missing, &alice).await.unwrap());
+    assert!(store.share_access(missing).await.unwrap().users.is_empty());
+    assert!(store.delete_share(share.id).await.unwrap());
+    // Re-created with the same id, the share starts with an empty list (the old one cascaded).
+    store.insert_share(&share).await.unwrap();
+    assert!(store
+        .share_access(share.id)
+        .await
+        .unwrap()
+        .groups
+        .is_empty());
+}

@@ -27,6 +27,8 @@ pub enum Command {
     /// Manage printers and shares directly in the data directory.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Print a bearer token signed by the embedded issuer (the data directory's key).
+    Token(Box<TokenArgs>),
 }
 
 /// Where the configuration comes from; shared by every command.
@@ -69,7 +71,58 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION")]
     pub shutdown_timeout: Option<String>,
     #[command(flatten)]
+    pub identity: IdentityArgs,
+    #[command(flatten)]
     pub limits: LimitArgs,
+}
+
+#[derive(Debug, Default, Args)]
+#[command(next_help_heading = "Identity")]
+pub struct IdentityArgs {
+    /// Do not trust the embedded issuer's tokens (`upspool token`) [env: UPSPOOL_DISABLE_EMBEDDED_ISSUER]
+    #[arg(long)]
+    pub disable_embedded_issuer: bool,
+    /// Object id of the group whose members are printer administrators [env: UPSPOOL_ADMIN_GROUP]
+    #[arg(long, value_name = "GROUP")]
+    pub admin_group: Option<String>,
+    /// Issuer (`iss`) of an external OIDC provider, e.g. https://login.microsoftonline.com/{tenant}/v2.0 [env: UPSPOOL_OIDC_ISSUER]
+    #[arg(long, value_name = "URL")]
+    pub oidc_issuer: Option<String>,
+    /// Accepted audiences (`aud`) of external tokens, comma-separated [env: UPSPOOL_OIDC_AUDIENCE]
+    #[arg(long, value_name = "AUD")]
+    pub oidc_audience: Option<String>,
+    /// JWKS of the external issuer: an http(s) URL or a file [env: UPSPOOL_OIDC_JWKS]
+    #[arg(long, value_name = "URL|FILE")]
+    pub oidc_jwks: Option<String>,
+    /// Required tenant (`tid`) of external tokens [env: UPSPOOL_OIDC_TENANT]
+    #[arg(long, value_name = "ID")]
+    pub oidc_tenant: Option<String>,
+}
+
+/// `upspool token`: a token from the embedded issuer.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("who").required(true).args(["user", "app"])))]
+pub struct TokenArgs {
+    /// A delegated token for this user (their user principal name)
+    #[arg(long, value_name = "UPN", requires = "scopes")]
+    pub user: Option<String>,
+    /// Space- or comma-separated delegated scopes, e.g. "PrintJob.ReadWrite"
+    #[arg(long, value_name = "SCOPES", requires = "user")]
+    pub scopes: Option<String>,
+    /// Comma-separated group ids of the user
+    #[arg(long, value_name = "GROUPS", requires = "user")]
+    pub groups: Option<String>,
+    /// An application token for this app name
+    #[arg(long, value_name = "NAME", requires = "roles")]
+    pub app: Option<String>,
+    /// Space- or comma-separated application roles, e.g. "PrintJob.ReadWrite.All"
+    #[arg(long, value_name = "ROLES", requires = "app")]
+    pub roles: Option<String>,
+    /// Lifetime of the token
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    pub ttl: String,
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 #[derive(Debug, Default, Args)]

@@ -45,6 +45,32 @@ pub struct TlsConfig {
     pub identity: TlsIdentity,
 }
 
+/// Where an external issuer's JWKS is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JwksLocation {
+    File(PathBuf),
+    Url(String),
+}
+
+/// An external OIDC issuer (an Entra ID tenant, say).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExternalIssuer {
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub jwks: JwksLocation,
+    pub tenant: Option<String>,
+}
+
+/// Which bearer tokens are accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdentityConfig {
+    /// Trust the embedded issuer (`upspool token`).
+    pub embedded: bool,
+    pub external: Option<ExternalIssuer>,
+    /// Members of this group are printer administrators.
+    pub admin_group: Option<String>,
+}
+
 /// The resolved configuration of a run.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -57,6 +83,7 @@ pub struct Config {
     pub public_url: Option<String>,
     pub tls: Option<TlsConfig>,
     pub insecure_dev_auth: bool,
+    pub identity: IdentityConfig,
     pub log_format: LogFormat,
     pub shutdown_timeout: Duration,
     pub sweep_interval: Duration,
@@ -77,10 +104,23 @@ struct FileConfig {
     tls_cert: Option<String>,
     tls_key: Option<String>,
     insecure_dev_auth: Option<bool>,
+    disable_embedded_issuer: Option<bool>,
+    admin_group: Option<String>,
+    #[serde(default)]
+    oidc: FileOidc,
     log_format: Option<String>,
     shutdown_timeout: Option<String>,
     #[serde(default)]
     limits: FileLimits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileOidc {
+    issuer: Option<String>,
+    audience: Option<String>,
+    jwks: Option<String>,
+    tenant: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -151,6 +191,37 @@ setting!(
     "insecure_dev_auth",
     "--insecure-dev-auth",
     "UPSPOOL_INSECURE_DEV_AUTH"
+);
+setting!(
+    DISABLE_EMBEDDED_ISSUER,
+    "disable_embedded_issuer",
+    "--disable-embedded-issuer",
+    "UPSPOOL_DISABLE_EMBEDDED_ISSUER"
+);
+setting!(
+    ADMIN_GROUP,
+    "admin_group",
+    "--admin-group",
+    "UPSPOOL_ADMIN_GROUP"
+);
+setting!(
+    OIDC_ISSUER,
+    "oidc.issuer",
+    "--oidc-issuer",
+    "UPSPOOL_OIDC_ISSUER"
+);
+setting!(
+    OIDC_AUDIENCE,
+    "oidc.audience",
+    "--oidc-audience",
+    "UPSPOOL_OIDC_AUDIENCE"
+);
+setting!(OIDC_JWKS, "oidc.jwks", "--oidc-jwks", "UPSPOOL_OIDC_JWKS");
+setting!(
+    OIDC_TENANT,
+    "oidc.tenant",
+    "--oidc-tenant",
+    "UPSPOOL_OIDC_TENANT"
 );
 setting!(
     LOG_FORMAT,
@@ -400,6 +471,13 @@ pub fn load(args: &ServeArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Co
             parse_bool,
         )?
         .is_some_and(|v| v.value);
+    let identity = identity(
+        &layers,
+        args,
+        file.disable_embedded_issuer,
+        file.admin_group,
+        file.oidc,
+    )?;
     let log_format = layers
         .get_or(
             &LOG_FORMAT,
@@ -478,10 +556,120 @@ pub fn load(args: &ServeArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Co
         public_url,
         tls,
         insecure_dev_auth,
+        identity,
         log_format,
         shutdown_timeout,
         sweep_interval,
         limits,
+    })
+}
+
+fn non_empty(s: &str) -> Result<String, String> {
+    match s.trim() {
+        "" => Err("must not be empty".into()),
+        t => Ok(t.to_string()),
+    }
+}
+
+/// The token issuers: the embedded one unless disabled, and an external one when
+/// `oidc.issuer`, `oidc.audience` and `oidc.jwks` are all given.
+fn identity(
+    layers: &Layers<'_>,
+    args: &ServeArgs,
+    file_disable: Option<bool>,
+    file_admin_group: Option<String>,
+    oidc: FileOidc,
+) -> Result<IdentityConfig, ConfigError> {
+    let a = &args.identity;
+    let disabled = layers
+        .get(
+            &DISABLE_EMBEDDED_ISSUER,
+            a.disable_embedded_issuer.then_some("true"),
+            file_disable.map(|b| b.to_string()),
+            parse_bool,
+        )?
+        .is_some_and(|v| v.value);
+    let admin_group = layers
+        .get(
+            &ADMIN_GROUP,
+            a.admin_group.as_deref(),
+            file_admin_group,
+            non_empty,
+        )?
+        .map(|v| v.value);
+    let issuer = layers.get(
+        &OIDC_ISSUER,
+        a.oidc_issuer.as_deref(),
+        oidc.issuer,
+        non_empty,
+    )?;
+    let audience = layers.get(
+        &OIDC_AUDIENCE,
+        a.oidc_audience.as_deref(),
+        oidc.audience,
+        |s| {
+            let list: Vec<String> = s
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
+            if list.is_empty() {
+                Err("give at least one audience (comma-separated)".to_string())
+            } else {
+                Ok(list)
+            }
+        },
+    )?;
+    let jwks = match layers.get(
+        &OIDC_JWKS,
+        a.oidc_jwks.as_deref(),
+        oidc.jwks.clone(),
+        non_empty,
+    )? {
+        Some(v) if v.value.starts_with("https://") || v.value.starts_with("http://") => {
+            Some(JwksLocation::Url(v.value))
+        }
+        Some(_) => layers
+            .path(&OIDC_JWKS, a.oidc_jwks.as_deref(), oidc.jwks)?
+            .map(JwksLocation::File),
+        None => None,
+    };
+    let tenant = layers
+        .get(
+            &OIDC_TENANT,
+            a.oidc_tenant.as_deref(),
+            oidc.tenant,
+            non_empty,
+        )?
+        .map(|v| v.value);
+    let external = match (issuer, audience, jwks) {
+        (None, None, None) if tenant.is_none() => None,
+        (Some(issuer), Some(audience), Some(jwks)) => Some(ExternalIssuer {
+            issuer: issuer.value,
+            audiences: audience.value,
+            jwks,
+            tenant,
+        }),
+        _ => {
+            return Err(ConfigError(
+                "an external token issuer needs all of oidc.issuer (--oidc-issuer), \
+                 oidc.audience (--oidc-audience) and oidc.jwks (--oidc-jwks)"
+                    .into(),
+            ))
+        }
+    };
+    if disabled && external.is_none() {
+        return Err(ConfigError(
+            "disable_embedded_issuer is set but no external issuer (oidc.issuer, oidc.audience, \
+             oidc.jwks) is configured: no token could ever be accepted"
+                .into(),
+        ));
+    }
+    Ok(IdentityConfig {
+        embedded: !disabled,
+        external,
+        admin_group,
     })
 }
 
@@ -815,6 +1003,68 @@ mod tests {
                 .unwrap()
                 .insecure_dev_auth
         );
+    }
+
+    #[test]
+    fn identity_layers_and_checks() {
+        let c = load(&ServeArgs::default(), &env_of(&[])).unwrap();
+        assert_eq!(
+            c.identity,
+            IdentityConfig {
+                embedded: true,
+                external: None,
+                admin_group: None,
+            }
+        );
+
+        // A file's relative JWKS path is relative to the file; flags beat the environment.
+        let (dir, path) = write_toml(
+            "admin_group = \"admins\"\n[oidc]\nissuer = \"https://idp/\"\n\
+             audience = \"a, b\"\njwks = \"keys.json\"\n",
+        );
+        let mut args = ServeArgs::default();
+        args.common.config = Some(path);
+        args.identity.oidc_tenant = Some("t1".into());
+        let c = load(&args, &env_of(&[("UPSPOOL_OIDC_TENANT", "t2")])).unwrap();
+        assert_eq!(
+            c.identity.external,
+            Some(ExternalIssuer {
+                issuer: "https://idp/".into(),
+                audiences: vec!["a".into(), "b".into()],
+                jwks: JwksLocation::File(dir.path().join("keys.json")),
+                tenant: Some("t1".into()),
+            })
+        );
+        assert_eq!(c.identity.admin_group.as_deref(), Some("admins"));
+
+        let c = load(
+            &ServeArgs::default(),
+            &env_of(&[
+                ("UPSPOOL_OIDC_ISSUER", "https://idp/"),
+                ("UPSPOOL_OIDC_AUDIENCE", "a"),
+                ("UPSPOOL_OIDC_JWKS", "https://idp/keys"),
+                ("UPSPOOL_DISABLE_EMBEDDED_ISSUER", "true"),
+            ]),
+        )
+        .unwrap();
+        assert!(!c.identity.embedded);
+        assert_eq!(
+            c.identity.external.unwrap().jwks,
+            JwksLocation::Url("https://idp/keys".into())
+        );
+
+        // Half an external issuer, or no issuer at all, is an error.
+        let e = load(
+            &ServeArgs::default(),
+            &env_of(&[("UPSPOOL_OIDC_ISSUER", "https://idp/")]),
+        )
+        .unwrap_err()
+        .0;
+        assert!(e.contains("oidc.jwks"), "{e}");
+        let mut args = ServeArgs::default();
+        args.identity.disable_embedded_issuer = true;
+        let e = load(&args, &env_of(&[])).unwrap_err().0;
+        assert!(e.contains("no external issuer"), "{e}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 mod admin;
 mod cli;
 mod config;
+mod identity;
 mod logging;
 mod serve;
 mod tls;
@@ -44,7 +45,57 @@ fn main() -> ExitCode {
                 Err(e) => fail(RUNTIME_FAILURE, &format!("{e:#}")),
             }
         }
+        Command::Token(args) => {
+            let config = match config::load_admin(&args.common, &config::process_env) {
+                Ok(c) => c,
+                Err(e) => return fail(USAGE_ERROR, &e),
+            };
+            let ttl = match config::parse_duration(&args.ttl) {
+                Ok(t) => t,
+                Err(e) => {
+                    return fail(
+                        USAGE_ERROR,
+                        &format!("invalid value {:?} for --ttl: {e}", args.ttl),
+                    )
+                }
+            };
+            logging::init(config.log_format, "warn");
+            match token(&args, &config, ttl) {
+                Ok(t) => {
+                    println!("{t}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(RUNTIME_FAILURE, &format!("{e:#}")),
+            }
+        }
     }
+}
+
+/// Mints a token with the data directory's signing key (created if absent).
+fn token(args: &cli::TokenArgs, config: &config::Config, ttl: Duration) -> anyhow::Result<String> {
+    let list = |s: &Option<String>| -> Vec<String> {
+        s.as_deref()
+            .unwrap_or("")
+            .split([' ', ','])
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let subject = match (&args.user, &args.app) {
+        (Some(upn), _) => identity::Subject::User {
+            upn: upn.clone(),
+            scopes: list(&args.scopes),
+            groups: list(&args.groups),
+        },
+        (None, Some(name)) => identity::Subject::App {
+            name: name.clone(),
+            roles: list(&args.roles),
+        },
+        (None, None) => anyhow::bail!("give --user or --app"),
+    };
+    let data_dir = std::path::absolute(&config.data_dir)?;
+    serve::create_private_dir(&data_dir)?;
+    identity::load_or_create(&data_dir)?.mint(&subject, ttl)
 }
 
 fn fail(code: u8, message: &dyn std::fmt::Display) -> ExitCode {

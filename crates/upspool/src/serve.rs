@@ -149,6 +149,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             insecure_dev_auth: config.insecure_dev_auth,
         },
     );
+    let state = if config.insecure_dev_auth {
+        state
+    } else {
+        state.with_verifier(crate::identity::verifier(&config, &opened.data_dir)?)
+    };
     let make_service = upspool_http::make_service(state);
 
     let handle = Handle::new();

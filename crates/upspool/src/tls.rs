@@ -107,7 +107,7 @@ fn generate() -> anyhow::Result<(String, String)> {
 }
 
 /// Writes a file whole (through a temporary file and a rename) with the given unix mode.
-fn write_file(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+pub(crate) fn write_file(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
     let tmp = path.with_extension("pem.tmp");
     let _ = std::fs::remove_file(&tmp);
     let mut options = std::fs::OpenOptions::new();

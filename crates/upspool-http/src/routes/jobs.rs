@@ -5,8 +5,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
+use upspool_domain::access::Operation;
 use upspool_domain::configuration::PrintJobConfiguration;
 use upspool_domain::model::{Document, Job};
+use upspool_domain::principal::Principal;
 use upspool_domain::store::JobQuery;
 use upspool_domain::DomainError;
 
@@ -141,6 +143,7 @@ pub async fn list(
     let query = JobQuery {
         printer_id: uuid::Uuid::nil(),
         created_by_upn: opts.filter.created_by_upn.clone(),
+        created_by_id: None,
         state: opts.filter.state,
         is_fetchable: opts.filter.is_fetchable,
         descending: opts.descending,
@@ -220,7 +223,23 @@ pub async fn tasks(
     .into_response())
 }
 
-/// `release`, `abort` and `redirect` need task triggers, which upspool does not have yet.
-pub async fn not_implemented(Caller(_who): Caller) -> ApiError {
-    DomainError::NotSupported("This action is not implemented by upspool yet.".into()).into()
+/// `abort` and `redirect` need task triggers, which upspool does not have yet. They are
+/// application-only in Graph, and refused by the same permission rules before the `501`.
+pub async fn not_implemented(Caller(who): Caller, State(st): State<AppState>) -> ApiError {
+    not_supported(&st, &who, Operation::ManageJobs)
+}
+
+/// `release` (delegated-only in Graph), not implemented either.
+pub async fn release(Caller(who): Caller, State(st): State<AppState>) -> ApiError {
+    not_supported(&st, &who, Operation::ReleaseJob)
+}
+
+fn not_supported(st: &AppState, who: &Principal, op: Operation) -> ApiError {
+    match st.service.check_allowed(who, op) {
+        Err(e) => e.into(),
+        Ok(()) => {
+            DomainError::NotSupported("This action is not implemented by upspool yet.".into())
+                .into()
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! The route table. Every Graph route exists under `/v1.0` and `/beta`, and every job route
 //! under both `/print/printers/{id}` and `/print/shares/{id}`.
 
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 
 use crate::AppState;
@@ -11,6 +11,7 @@ mod downloads;
 mod jobs;
 mod ops;
 mod printers;
+mod share_access;
 mod shares;
 mod uploads;
 
@@ -47,13 +48,23 @@ pub fn router() -> Router<AppState> {
                 &format!("{v}/print/shares/{{id}}"),
                 get(shares::get).delete(shares::delete),
             );
+        for list in ["allowedUsers", "allowedGroups"] {
+            let base = format!("{v}/print/shares/{{id}}/{list}");
+            r = r
+                .route(&base, get(share_access::list))
+                .route(&format!("{base}/$ref"), post(share_access::add))
+                .route(
+                    &format!("{base}/{{member}}/$ref"),
+                    delete(share_access::remove),
+                );
+        }
         for kind in ["printers", "shares"] {
             let base = format!("{v}/print/{kind}/{{scope}}/jobs");
             let job = format!("{base}/{{job}}");
             let doc = format!("{job}/documents/{{document}}");
             r = r
                 .route(&base, get(jobs::list).post(jobs::create))
-                .route(&format!("{base}/release"), post(jobs::not_implemented))
+                .route(&format!("{base}/release"), post(jobs::release))
                 .route(&job, get(jobs::get))
                 .route(&format!("{job}/start"), post(jobs::start))
                 .route(&format!("{job}/cancel"), post(jobs::cancel))
@@ -96,4 +107,7 @@ pub const CANONICAL_SEGMENTS: &[&str] = &[
     "$value",
     "uploadSessions",
     "downloads",
+    "allowedUsers",
+    "allowedGroups",
+    "$ref",
 ];

@@ -48,7 +48,7 @@ pub async fn get(
     }
     let share = st.service.get_share(&who, share_id(&addr)?).await?;
     let printer = if opts.expand.contains("printer") {
-        Some(st.service.get_printer(&who, share.printer_id).await?)
+        Some(st.service.printer_of_share(&who, &share).await?)
     } else {
         None
     };

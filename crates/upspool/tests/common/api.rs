@@ -13,6 +13,8 @@ pub struct Api {
     pub base: String,
     /// `v1.0` or `beta`
     pub version: &'static str,
+    /// Sent as `Authorization: Bearer` on Graph calls (not on upload or download URLs).
+    pub token: Option<String>,
 }
 
 /// A job with its one document, on a printer or a share.
@@ -57,6 +59,17 @@ impl Api {
                 .expect("client"),
             base: base.trim_end_matches('/').to_string(),
             version: "v1.0",
+            token: None,
+        }
+    }
+
+    /// The same client, calling Graph routes with `token`.
+    pub fn with_token(&self, token: &str) -> Self {
+        Api {
+            http: self.http.clone(),
+            base: self.base.clone(),
+            version: self.version,
+            token: Some(token.to_string()),
         }
     }
 
@@ -66,6 +79,9 @@ impl Api {
 
     pub async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Response {
         let mut req = self.http.request(method, self.url(path));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
         if let Some(b) = body {
             req = req.json(&b);
         }
