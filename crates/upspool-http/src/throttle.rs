@@ -16,15 +16,18 @@ use uuid::Uuid;
 use crate::graph_error::ApiError;
 use crate::AppState;
 
+/// Requests in flight per key.
+type InFlight<K> = Arc<Mutex<HashMap<K, u32>>>;
+
 /// Requests in flight per key, each bounded by `max` (0 = unbounded).
 struct Counter<K> {
     max: u32,
-    in_flight: Arc<Mutex<HashMap<K, u32>>>,
+    in_flight: InFlight<K>,
 }
 
 /// One counted request; dropping it (the request ended, or was cancelled) frees its place.
 pub struct Permit<K: Eq + Hash> {
-    in_flight: Option<(Arc<Mutex<HashMap<K, u32>>>, K)>,
+    in_flight: Option<(InFlight<K>, K)>,
 }
 
 impl<K: Eq + Hash + Clone> Counter<K> {

@@ -325,7 +325,9 @@ async fn crash_run(cycles: u64, seed: u64, parallel: usize) {
         }
         let live = run.uploads.iter().filter(|u| !u.verified).count();
         for i in live..parallel {
-            let size = run.random_size(i == 0 && run.next_id % 4 == 0);
+            // The first upload is large, and later one in four in the first slot.
+            let large = i == 0 && (run.next_id == 0 || run.rng.gen_bool(0.25));
+            let size = run.random_size(large);
             let u = run.new_upload(&api, size).await;
             plans.push((run.uploads.len(), u.segments.clone()));
             run.uploads.push(u);
