@@ -2,12 +2,19 @@
 //! document's full size. Uploads write into it positionally and a completed upload *is* the
 //! document: nothing is ever copied or moved.
 //!
+//! Quota: with [`FsBlobStore::open_with_quota`], the store counts the declared size of every
+//! blob (the file length, which is what a document will occupy once complete) and refuses a
+//! `create` that would pass the limit with `StorageFull`. Counting declared rather than
+//! written bytes means an accepted upload session can always be completed: its space is
+//! reserved when it is created, and nothing is recorded for a session that does not fit.
+//!
 //! Durability: `create` syncs the file and its directory before returning, `BlobHandle::sync`
 //! is `fdatasync`, and every sync error is reported (never ignored), so nothing is
 //! acknowledged to a client before it is on disk.
 
 mod error;
 mod handle;
+mod quota;
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io;
@@ -23,6 +30,7 @@ use upspool_domain::store::{BlobError, BlobHandle, BlobStore};
 
 use crate::error::{blocking, map_io};
 use crate::handle::FsBlobHandle;
+use crate::quota::Quota;
 
 /// Size of the chunks `read_stream` yields. One chunk is in flight per stream, so this is the
 /// store's memory per download; 128 KiB is large enough that the per-chunk cost (one trip to
@@ -36,12 +44,19 @@ const MAX_KEY_LEN: usize = 128;
 #[derive(Clone, Debug)]
 pub struct FsBlobStore {
     root: Arc<Path>,
+    quota: Option<Arc<Quota>>,
 }
 
 impl FsBlobStore {
     /// Opens (creating if needed, mode 0700) the store's directory and syncs it and its parent,
     /// so that its existence survives a crash. Blocking; meant for startup.
     pub fn open(root: &Path) -> Result<FsBlobStore, BlobError> {
+        Self::open_with_quota(root, None)
+    }
+
+    /// [`FsBlobStore::open`], with at most `quota` bytes of declared blob sizes (see the module
+    /// docs). Counts the blobs already there. Blocking; meant for startup.
+    pub fn open_with_quota(root: &Path, quota: Option<u64>) -> Result<FsBlobStore, BlobError> {
         let what = format!("open byte store {}", root.display());
         DirBuilder::new()
             .recursive(true)
@@ -54,7 +69,22 @@ impl FsBlobStore {
             _ => Path::new("."),
         };
         sync_dir(parent).map_err(|e| map_io(e, &what))?;
-        Ok(FsBlobStore { root: root.into() })
+        let quota = match quota {
+            Some(limit) => Some(Arc::new(Quota::new(
+                limit,
+                declared_bytes(root).map_err(|e| map_io(e, &what))?,
+            ))),
+            None => None,
+        };
+        Ok(FsBlobStore {
+            root: root.into(),
+            quota,
+        })
+    }
+
+    /// Declared bytes of all blobs, as counted against the quota (`None` without a quota).
+    pub fn quota_used(&self) -> Option<u64> {
+        self.quota.as_ref().map(|q| q.used())
     }
 
     /// The directory holding the blobs.
@@ -75,6 +105,18 @@ impl FsBlobStore {
     }
 }
 
+/// The summed lengths of the regular files in `dir`.
+fn declared_bytes(dir: &Path) -> io::Result<u64> {
+    let mut total = 0u64;
+    for entry in fs::read_dir(dir)? {
+        let meta = entry?.metadata()?;
+        if meta.is_file() {
+            total = total.saturating_add(meta.len());
+        }
+    }
+    Ok(total)
+}
+
 /// fsyncs a directory, making the creation or removal of its entries durable.
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
@@ -88,6 +130,10 @@ impl BlobStore for FsBlobStore {
         let path = self.path_of(key)?;
         let root = self.root.clone();
         let key = key.0.clone();
+        let reservation = match &self.quota {
+            Some(q) => Some(q.reserve(size).ok_or(BlobError::StorageFull)?),
+            None => None,
+        };
         blocking(move || {
             let what = format!("create {key}");
             let file = OpenOptions::new()
@@ -111,6 +157,10 @@ impl BlobStore for FsBlobStore {
                     tracing::warn!(blob = %key, error = %rm, "could not remove a half-created blob");
                 }
                 return Err(map_io(e, &what));
+            }
+            // The blob exists: its size stays counted until it is deleted.
+            if let Some(r) = reservation {
+                r.keep();
             }
             Ok(())
         })
@@ -195,12 +245,19 @@ impl BlobStore for FsBlobStore {
         let path = self.path_of(key)?;
         let root = self.root.clone();
         let key = key.0.clone();
+        let quota = self.quota.clone();
         blocking(move || {
             let what = format!("delete {key}");
+            let size = fs::metadata(&path).map(|m| m.len());
             match fs::remove_file(&path) {
+                Ok(()) => {
+                    if let (Some(q), Ok(size)) = (&quota, size) {
+                        q.release(size);
+                    }
+                }
                 // Missing: maybe an earlier delete removed it but failed to sync; sync anyway.
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(map_io(e, &what)),
-                _ => {}
+                Err(_) => {}
             }
             sync_dir(&root).map_err(|e| map_io(e, &what))
         })

@@ -429,3 +429,41 @@ async fn disk_full_is_storage_full() {
     drop(handle);
     store.delete(&key).await.unwrap();
 }
+
+#[tokio::test]
+async fn the_quota_counts_declared_sizes_and_frees_them_on_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("blobs");
+    let store = FsBlobStore::open_with_quota(&root, Some(1000)).unwrap();
+    let (a, b, c) = (new_key(), new_key(), new_key());
+    store.create(&a, 600).await.unwrap();
+    assert!(matches!(
+        store.create(&b, 401).await,
+        Err(BlobError::StorageFull)
+    ));
+    assert!(
+        !root.join(&b.0).exists(),
+        "nothing created for a refused blob"
+    );
+    store.create(&b, 400).await.unwrap();
+    assert_eq!(store.quota_used(), Some(1000));
+
+    // Reopening counts what is there.
+    let reopened = FsBlobStore::open_with_quota(&root, Some(1000)).unwrap();
+    assert_eq!(reopened.quota_used(), Some(1000));
+    assert!(matches!(
+        reopened.create(&c, 1).await,
+        Err(BlobError::StorageFull)
+    ));
+    reopened.delete(&a).await.unwrap();
+    reopened.delete(&a).await.unwrap();
+    assert_eq!(
+        reopened.quota_used(),
+        Some(400),
+        "a second delete frees nothing"
+    );
+    reopened.create(&c, 600).await.unwrap();
+    // A failed create (existing key) gives its reservation back.
+    assert!(reopened.create(&c, 1).await.is_err());
+    assert_eq!(reopened.quota_used(), Some(1000));
+}

@@ -50,6 +50,10 @@ pub enum DomainError {
     /// The client stopped sending before the body was complete. Nothing was recorded.
     #[error("the request body ended early: {0}")]
     BodyAborted(String),
+    /// The client stopped sending body bytes for longer than the configured idle timeout.
+    /// Nothing was recorded.
+    #[error("{0}")]
+    BodyTimeout(String),
     /// Disk full or storage quota exhausted. Nothing from the request was recorded.
     #[error("the storage is full")]
     StorageFull,

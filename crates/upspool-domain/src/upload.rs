@@ -31,7 +31,8 @@ use crate::service::{JobScope, PrintService};
 use crate::store::{BlobHandle, CommitOutcome, Completion};
 use crate::token;
 
-/// A request body as a stream of chunks. The HTTP layer adapts its body type to this.
+/// A request body as a stream of chunks. The HTTP layer adapts its body type to this; an
+/// error of kind `TimedOut` means the client went idle ([`DomainError::BodyTimeout`]).
 pub type BodyStream = BoxStream<'static, std::io::Result<Bytes>>;
 
 /// Bytes are gathered into buffers of this size before each positional write or comparison:
@@ -567,6 +568,11 @@ impl Blocks {
             }
             match self.body.next().await {
                 None => self.done = true,
+                Some(Err(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    return Err(DomainError::BodyTimeout(format!(
+                        "{e}; nothing from this request was recorded"
+                    )))
+                }
                 Some(Err(e)) => return Err(DomainError::BodyAborted(e.to_string())),
                 Some(Ok(chunk)) => {
                     self.got += chunk.len() as u64;

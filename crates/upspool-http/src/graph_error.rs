@@ -128,6 +128,18 @@ impl ApiError {
         )
     }
 
+    /// 429: a concurrency bound was reached; answered with `Retry-After`.
+    pub fn throttled(message: impl Into<String>) -> Self {
+        ApiError::Graph(
+            GraphError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "activityLimitReached",
+                message,
+            )
+            .inner("throttledRequest"),
+        )
+    }
+
     pub fn not_found(what: &'static str) -> Self {
         ApiError::Domain(DomainError::NotFound(what))
     }
@@ -182,6 +194,7 @@ fn graph_error_of(e: &DomainError) -> GraphError {
         NotSupported(_) => g(StatusCode::NOT_IMPLEMENTED, "notSupported", e.to_string()),
         BodyAborted(_) => g(StatusCode::BAD_REQUEST, "invalidRequest", e.to_string())
             .inner("fragmentLengthMismatch"),
+        BodyTimeout(_) => g(StatusCode::REQUEST_TIMEOUT, "invalidRequest", e.to_string()),
         StorageFull => g(
             StatusCode::INSUFFICIENT_STORAGE,
             "quotaLimitReached",
@@ -227,6 +240,10 @@ impl IntoResponse for ApiError {
             StatusCode::SERVICE_UNAVAILABLE => {
                 resp.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            StatusCode::TOO_MANY_REQUESTS => {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }

@@ -5,11 +5,12 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::connect_info::IntoMakeServiceWithConnectInfo;
 use axum::extract::Request;
 use axum::http::Uri;
-use axum::routing::IntoMakeService;
 use axum::Router;
 use tower::util::MapRequest;
 use tower::Layer;
@@ -23,6 +24,7 @@ pub mod metrics;
 pub mod odata;
 pub mod request_id;
 mod routes;
+pub mod throttle;
 pub mod views;
 
 /// Settings the HTTP layer needs from the binary's configuration.
@@ -33,6 +35,29 @@ pub struct HttpConfig {
     pub public_url: String,
     /// Accept every Graph request as a fixed development user. Never on by default.
     pub insecure_dev_auth: bool,
+    pub limits: HttpLimits,
+}
+
+/// Bounds on slow and greedy clients; docs/reliability.md explains the defaults.
+#[derive(Clone, Debug)]
+pub struct HttpLimits {
+    /// Longest wait for the next bytes of an upload body before the request is answered
+    /// 408 and nothing from it is recorded. Default 60 s.
+    pub body_idle_timeout: Duration,
+    /// Concurrent segment requests per upload session; 0 means unbounded. Default 16.
+    pub max_requests_per_session: u32,
+    /// Concurrent requests per client IP address; 0 means unbounded. Default 256.
+    pub max_requests_per_caller: u32,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            body_idle_timeout: Duration::from_secs(60),
+            max_requests_per_session: 16,
+            max_requests_per_caller: 256,
+        }
+    }
 }
 
 /// What every handler shares.
@@ -43,6 +68,7 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// Validates bearer tokens; `None` refuses every token (unless `insecure_dev_auth`).
     pub verifier: Option<Arc<jwt::TokenVerifier>>,
+    pub throttle: Arc<throttle::Throttle>,
 }
 
 impl AppState {
@@ -53,11 +79,16 @@ impl AppState {
         }
         let metrics = Arc::new(metrics::Metrics::new());
         service.observe(metrics.clone());
+        let throttle = Arc::new(throttle::Throttle::new(
+            config.limits.max_requests_per_caller,
+            config.limits.max_requests_per_session,
+        ));
         AppState {
             service,
             config: Arc::new(config),
             metrics,
             verifier: None,
+            throttle,
         }
     }
 
@@ -77,6 +108,10 @@ pub fn app(state: AppState) -> App {
     let router = routes::router()
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            throttle::per_caller,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             request_id::middleware,
         ))
         .with_state(state);
@@ -84,9 +119,12 @@ pub fn app(state: AppState) -> App {
 }
 
 /// The application ready for `axum::serve` or `axum_server`, whatever request body type the
-/// server hands it (hyper's `Incoming` under axum-server).
-pub fn make_service(state: AppState) -> IntoMakeService<AnyBody<App>> {
-    axum::ServiceExt::<Request<Body>>::into_make_service(AnyBody(app(state)))
+/// server hands it (hyper's `Incoming` under axum-server). Requests carry the peer address
+/// as `ConnectInfo<SocketAddr>` (for the per-caller bound).
+pub fn make_service(
+    state: AppState,
+) -> IntoMakeServiceWithConnectInfo<AnyBody<App>, std::net::SocketAddr> {
+    axum::ServiceExt::<Request<Body>>::into_make_service_with_connect_info(AnyBody(app(state)))
 }
 
 /// Adapts [`App`], which takes `Request<axum::body::Body>`, to any body type.

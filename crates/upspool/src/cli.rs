@@ -149,6 +149,24 @@ pub struct LimitArgs {
     /// Time between two clean-up sweeps [env: UPSPOOL_SWEEP_INTERVAL] [default: 60s]
     #[arg(long, value_name = "DURATION")]
     pub sweep_interval: Option<String>,
+    /// Total declared size of all stored documents and sessions [env: UPSPOOL_STORAGE_QUOTA] [default: none]
+    #[arg(long, value_name = "SIZE")]
+    pub storage_quota: Option<String>,
+    /// Longest time to receive a request's headers [env: UPSPOOL_HEADER_READ_TIMEOUT] [default: 30s]
+    #[arg(long, value_name = "DURATION")]
+    pub header_read_timeout: Option<String>,
+    /// Largest request head (request line and headers) [env: UPSPOOL_MAX_HEADER_SIZE] [default: 64KiB]
+    #[arg(long, value_name = "SIZE")]
+    pub max_header_size: Option<String>,
+    /// Longest pause inside an upload body [env: UPSPOOL_BODY_IDLE_TIMEOUT] [default: 60s]
+    #[arg(long, value_name = "DURATION")]
+    pub body_idle_timeout: Option<String>,
+    /// Concurrent segment requests per upload session, 0 for no bound [env: UPSPOOL_MAX_REQUESTS_PER_SESSION] [default: 16]
+    #[arg(long, value_name = "N")]
+    pub max_requests_per_session: Option<String>,
+    /// Concurrent requests per client IP address, 0 for no bound [env: UPSPOOL_MAX_REQUESTS_PER_CALLER] [default: 256]
+    #[arg(long, value_name = "N")]
+    pub max_requests_per_caller: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

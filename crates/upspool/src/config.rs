@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use upspool_domain::limits::Limits;
+use upspool_http::HttpLimits;
 
 use crate::cli::{CommonArgs, ServeArgs};
 
@@ -88,7 +89,15 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     pub sweep_interval: Duration,
     pub limits: Limits,
+    pub http_limits: HttpLimits,
+    /// Most bytes of declared document sizes the byte store holds; `None` for no quota.
+    pub storage_quota: Option<u64>,
+    pub header_read_timeout: Duration,
+    pub max_header_size: u64,
 }
+
+/// hyper reads request heads into a buffer that cannot be smaller than this.
+pub const MIN_HEADER_SIZE: u64 = 8 * 1024;
 
 pub const DEFAULT_DATA_DIR: &str = "./upspool-data";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8631";
@@ -133,6 +142,12 @@ struct FileLimits {
     replay_grace: Option<String>,
     download_url_ttl: Option<String>,
     sweep_interval: Option<String>,
+    storage_quota: Option<SizeValue>,
+    header_read_timeout: Option<String>,
+    max_header_size: Option<SizeValue>,
+    body_idle_timeout: Option<String>,
+    max_requests_per_session: Option<u32>,
+    max_requests_per_caller: Option<u32>,
 }
 
 /// A size in TOML: a plain number of bytes or a string with a unit.
@@ -276,6 +291,43 @@ setting!(
     "limits.sweep_interval",
     "--sweep-interval",
     "UPSPOOL_SWEEP_INTERVAL"
+);
+
+setting!(
+    STORAGE_QUOTA,
+    "limits.storage_quota",
+    "--storage-quota",
+    "UPSPOOL_STORAGE_QUOTA"
+);
+setting!(
+    HEADER_READ_TIMEOUT,
+    "limits.header_read_timeout",
+    "--header-read-timeout",
+    "UPSPOOL_HEADER_READ_TIMEOUT"
+);
+setting!(
+    MAX_HEADER_SIZE,
+    "limits.max_header_size",
+    "--max-header-size",
+    "UPSPOOL_MAX_HEADER_SIZE"
+);
+setting!(
+    BODY_IDLE_TIMEOUT,
+    "limits.body_idle_timeout",
+    "--body-idle-timeout",
+    "UPSPOOL_BODY_IDLE_TIMEOUT"
+);
+setting!(
+    MAX_REQUESTS_PER_SESSION,
+    "limits.max_requests_per_session",
+    "--max-requests-per-session",
+    "UPSPOOL_MAX_REQUESTS_PER_SESSION"
+);
+setting!(
+    MAX_REQUESTS_PER_CALLER,
+    "limits.max_requests_per_caller",
+    "--max-requests-per-caller",
+    "UPSPOOL_MAX_REQUESTS_PER_CALLER"
 );
 
 /// Where a value came from, for error messages.
@@ -548,6 +600,60 @@ pub fn load(args: &ServeArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Co
         max_page_size: defaults.max_page_size,
     };
     let sweep_interval = dur(&SWEEP_INTERVAL, &l.sweep_interval, fl.sweep_interval, "60s")?;
+    let storage_quota = layers
+        .get(
+            &STORAGE_QUOTA,
+            l.storage_quota.as_deref(),
+            size(fl.storage_quota),
+            parse_size,
+        )?
+        .map(|v| v.value);
+    let header_read_timeout = dur(
+        &HEADER_READ_TIMEOUT,
+        &l.header_read_timeout,
+        fl.header_read_timeout,
+        "30s",
+    )?;
+    let max_header_size = layers
+        .get_or(
+            &MAX_HEADER_SIZE,
+            l.max_header_size.as_deref(),
+            size(fl.max_header_size),
+            "64KiB",
+            parse_header_size,
+        )?
+        .value;
+    let count = |s: &Setting, flag: &Option<String>, file: Option<u32>, default: &str| {
+        layers
+            .get_or(
+                s,
+                flag.as_deref(),
+                file.map(|n| n.to_string()),
+                default,
+                parse_count,
+            )
+            .map(|v| v.value)
+    };
+    let http_limits = HttpLimits {
+        body_idle_timeout: dur(
+            &BODY_IDLE_TIMEOUT,
+            &l.body_idle_timeout,
+            fl.body_idle_timeout,
+            "60s",
+        )?,
+        max_requests_per_session: count(
+            &MAX_REQUESTS_PER_SESSION,
+            &l.max_requests_per_session,
+            fl.max_requests_per_session,
+            "16",
+        )?,
+        max_requests_per_caller: count(
+            &MAX_REQUESTS_PER_CALLER,
+            &l.max_requests_per_caller,
+            fl.max_requests_per_caller,
+            "256",
+        )?,
+    };
 
     Ok(Config {
         config_file: file_path,
@@ -561,6 +667,10 @@ pub fn load(args: &ServeArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Co
         shutdown_timeout,
         sweep_interval,
         limits,
+        http_limits,
+        storage_quota,
+        header_read_timeout,
+        max_header_size,
     })
 }
 
@@ -753,6 +863,22 @@ fn parse_log_format(s: &str) -> Result<LogFormat, String> {
     }
 }
 
+/// A number of concurrent requests; 0 means no bound.
+fn parse_count(s: &str) -> Result<u32, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| "expected a whole number (0 for no bound)".into())
+}
+
+/// A header size that hyper accepts: at least [`MIN_HEADER_SIZE`], and fits in memory.
+fn parse_header_size(s: &str) -> Result<u64, String> {
+    let n = parse_size(s)?;
+    if !(MIN_HEADER_SIZE..=(64 << 20)).contains(&n) {
+        return Err("must be between 8KiB and 64MiB".into());
+    }
+    Ok(n)
+}
+
 /// A positive duration in `humantime` form: `90s`, `10m`, `24h`, `7d`, `1h 30m`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s.trim())
@@ -900,6 +1026,48 @@ mod tests {
         let c = load(&args, &env).unwrap();
         assert_eq!(c.listen.port(), 3);
         assert_eq!(c.limits.session_ttl, Duration::from_secs(3 * 3600));
+    }
+
+    #[test]
+    fn reliability_limits_default_and_layer() {
+        let c = load(&ServeArgs::default(), &env_of(&[])).unwrap();
+        assert_eq!(c.storage_quota, None);
+        assert_eq!(c.header_read_timeout, Duration::from_secs(30));
+        assert_eq!(c.max_header_size, 64 * 1024);
+        let d = HttpLimits::default();
+        assert_eq!(c.http_limits.body_idle_timeout, d.body_idle_timeout);
+        assert_eq!(
+            c.http_limits.max_requests_per_session,
+            d.max_requests_per_session
+        );
+        assert_eq!(
+            c.http_limits.max_requests_per_caller,
+            d.max_requests_per_caller
+        );
+
+        let (_dir, path) = write_toml(
+            "[limits]\nstorage_quota = \"1GiB\"\nmax_requests_per_caller = 0\nbody_idle_timeout = \"5s\"\n",
+        );
+        let env = env_of(&[
+            ("UPSPOOL_CONFIG", path.to_str().unwrap()),
+            ("UPSPOOL_MAX_REQUESTS_PER_SESSION", "4"),
+        ]);
+        let mut args = ServeArgs::default();
+        args.limits.max_header_size = Some("16KiB".into());
+        let c = load(&args, &env).unwrap();
+        assert_eq!(c.storage_quota, Some(1 << 30));
+        assert_eq!(c.http_limits.max_requests_per_caller, 0);
+        assert_eq!(c.http_limits.max_requests_per_session, 4);
+        assert_eq!(c.http_limits.body_idle_timeout, Duration::from_secs(5));
+        assert_eq!(c.max_header_size, 16 * 1024);
+
+        args.limits.max_header_size = Some("1KiB".into());
+        let e = load(&args, &env).unwrap_err().0;
+        assert!(e.contains("max_header_size") && e.contains("8KiB"), "{e}");
+        args.limits.max_header_size = None;
+        args.limits.max_requests_per_caller = Some("-1".into());
+        let e = load(&args, &env).unwrap_err().0;
+        assert!(e.contains("max_requests_per_caller"), "{e}");
     }
 
     #[test]

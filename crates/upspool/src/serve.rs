@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum_server::Handle;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::watch;
 use upspool_blob_fs::FsBlobStore;
 use upspool_domain::PrintService;
@@ -62,7 +63,7 @@ pub async fn open(config: &Config) -> anyhow::Result<Opened> {
         .await
         .with_context(|| format!("cannot open the metadata store {}", db.display()))?;
     let blob_dir = data_dir.join("blobs");
-    let blobs = FsBlobStore::open(&blob_dir)
+    let blobs = FsBlobStore::open_with_quota(&blob_dir, config.storage_quota)
         .with_context(|| format!("cannot open the byte store {}", blob_dir.display()))?;
     let meta = Arc::new(meta);
     let service = PrintService::new(meta.clone(), Arc::new(blobs), config.limits.clone());
@@ -147,6 +148,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         HttpConfig {
             public_url,
             insecure_dev_auth: config.insecure_dev_auth,
+            limits: config.http_limits.clone(),
         },
     );
     let state = if config.insecure_dev_auth {
@@ -157,13 +159,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let make_service = upspool_http::make_service(state);
 
     let handle = Handle::new();
-    let http_server = axum_server::from_tcp(http)
-        .handle(handle.clone())
-        .serve(make_service.clone());
+    let mut http_server = axum_server::from_tcp(http).handle(handle.clone());
+    bound_heads(http_server.http_builder(), &config);
+    let http_server = http_server.serve(make_service.clone());
     let https_server = tls.map(|(listener, loaded)| {
-        axum_server::from_tcp_rustls(listener, loaded.config)
-            .handle(handle.clone())
-            .serve(make_service.clone())
+        let mut server =
+            axum_server::from_tcp_rustls(listener, loaded.config).handle(handle.clone());
+        bound_heads(server.http_builder(), &config);
+        server.serve(make_service.clone())
     });
 
     // The plain HTTP line comes last, so a reader knows every listener is announced once it
@@ -229,6 +232,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     result.context("the server failed while shutting down")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Bounds how long and how large a request head may be, so that a client trickling or
+/// inflating its headers is cut off (the connection is closed, or hyper answers 431).
+fn bound_heads(
+    builder: &mut hyper_util::server::conn::auto::Builder<TokioExecutor>,
+    config: &Config,
+) {
+    let max = usize::try_from(config.max_header_size).unwrap_or(usize::MAX);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout)
+        .max_buf_size(max);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(max).unwrap_or(u32::MAX));
 }
 
 /// Calls the sweeper every `interval` until `stop` turns true. A sweep in progress finishes.

@@ -3,12 +3,14 @@
 //!
 //! Authorization headers on upload URLs are ignored: the URL's `tempauthtoken` is the credential.
 
+use std::time::Duration;
+
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use serde::Deserialize;
 use upspool_domain::upload::{Segment, SegmentOutcome, SegmentTarget};
 use upspool_domain::DomainError;
@@ -58,10 +60,25 @@ fn outcome_response(outcome: SegmentOutcome) -> Response {
     }
 }
 
-fn body_stream(body: Body) -> upspool_domain::upload::BodyStream {
-    body.into_data_stream()
-        .map_err(std::io::Error::other)
-        .boxed()
+/// The body as the engine's stream. Waiting longer than `idle` for the next chunk ends the
+/// stream with a `TimedOut` error, so a trickling client cannot hold a claim for ever.
+fn body_stream(body: Body, idle: Duration) -> upspool_domain::upload::BodyStream {
+    let chunks = body.into_data_stream();
+    futures_util::stream::unfold(Some(chunks), move |chunks| async move {
+        let mut chunks = chunks?;
+        match tokio::time::timeout(idle, chunks.next()).await {
+            Ok(None) => None,
+            Ok(Some(chunk)) => Some((chunk.map_err(std::io::Error::other), Some(chunks))),
+            Err(_) => {
+                let e = std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("The request body sent nothing for {}s", idle.as_secs_f64()),
+                );
+                Some((Err(e), None))
+            }
+        }
+    })
+    .boxed()
 }
 
 struct InFlight<'a>(&'a prometheus::IntGauge);
@@ -86,8 +103,9 @@ pub async fn put(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    let _in_flight = InFlight::new(&st.metrics.segments_in_flight);
     let session = session_id(&session)?;
+    let _permit = st.throttle.session(session)?;
+    let _in_flight = InFlight::new(&st.metrics.segments_in_flight);
     let outcome = st
         .service
         .put_segment(
@@ -98,7 +116,7 @@ pub async fn put(
             Segment {
                 content_range: header_text(&headers, header::CONTENT_RANGE),
                 content_length: content_length(&headers),
-                body: body_stream(body),
+                body: body_stream(body, st.config.limits.body_idle_timeout),
             },
         )
         .await?;
@@ -136,6 +154,7 @@ pub async fn post_draft(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
+    let _permit = st.throttle.session(addr.document())?;
     let _in_flight = InFlight::new(&st.metrics.segments_in_flight);
     let ct = header_text(&headers, header::CONTENT_TYPE).unwrap_or("");
     let essence = ct.split(';').next().unwrap_or("").trim();
@@ -158,7 +177,7 @@ pub async fn post_draft(
             Segment {
                 content_range: header_text(&headers, header::CONTENT_RANGE),
                 content_length: content_length(&headers),
-                body: body_stream(body),
+                body: body_stream(body, st.config.limits.body_idle_timeout),
             },
         )
         .await?;
