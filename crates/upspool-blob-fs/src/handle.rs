@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -23,6 +23,8 @@ pub(crate) struct FsBlobHandle {
     /// Counts `sync` calls as they arrive (tickets); see `sync`.
     arrivals: AtomicU64,
     sync_state: Arc<Mutex<SyncState>>,
+    /// Mirrors `SyncState::failed`, readable without the async lock (see `sync_failed`).
+    poisoned: Arc<AtomicBool>,
 }
 
 #[derive(Default)]
@@ -47,7 +49,14 @@ impl FsBlobHandle {
             key: key.into(),
             arrivals: AtomicU64::new(0),
             sync_state: Arc::default(),
+            poisoned: Arc::default(),
         }
+    }
+
+    /// Whether an `fdatasync` on this handle failed: the store then opens a fresh one for new
+    /// requests instead of sharing this one.
+    pub(crate) fn sync_failed(&self) -> bool {
+        self.poisoned.load(Ordering::SeqCst)
     }
 
     fn check_range(&self, what: &str, offset: u64, len: u64) -> Result<(), BlobError> {
@@ -124,6 +133,7 @@ impl BlobHandle for FsBlobHandle {
         let covers = self.arrivals.load(Ordering::SeqCst);
         let file = self.file.clone();
         let key = self.key.clone();
+        let poisoned = self.poisoned.clone();
         // The lock moves into the blocking task, so that the state is updated even if this
         // future is dropped, and no second fdatasync starts before this one ended.
         blocking(move || match file.sync_data() {
@@ -134,6 +144,7 @@ impl BlobHandle for FsBlobHandle {
             Err(e) => {
                 let err = map_io(e, &format!("sync {key}"));
                 tracing::error!(blob = %key, error = %err, "fdatasync failed; handle is now unusable for syncs");
+                poisoned.store(true, Ordering::SeqCst);
                 state.failed = Some(SyncFailure {
                     storage_full: matches!(err, BlobError::StorageFull),
                     message: err.to_string(),

@@ -16,11 +16,12 @@ mod error;
 mod handle;
 mod quota;
 
+use std::collections::HashMap;
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -40,11 +41,18 @@ pub const READ_CHUNK_SIZE: usize = 128 * 1024;
 /// The longest key accepted.
 const MAX_KEY_LEN: usize = 128;
 
+/// Past this many entries, `open` drops the entries of handles nobody holds any more.
+const PRUNE_OPEN_HANDLES_AT: usize = 1024;
+
 /// Blobs as files under one directory. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct FsBlobStore {
     root: Arc<Path>,
     quota: Option<Arc<Quota>>,
+    /// The handle each blob has while any request holds it. Concurrent segments of one upload
+    /// share it, so their syncs are grouped into one `fdatasync` (see `FsBlobHandle::sync`)
+    /// instead of queueing one per request on the same file.
+    open_handles: Arc<Mutex<HashMap<String, Weak<FsBlobHandle>>>>,
 }
 
 impl FsBlobStore {
@@ -79,6 +87,7 @@ impl FsBlobStore {
         Ok(FsBlobStore {
             root: root.into(),
             quota,
+            open_handles: Arc::default(),
         })
     }
 
@@ -115,6 +124,18 @@ fn declared_bytes(dir: &Path) -> io::Result<u64> {
         }
     }
     Ok(total)
+}
+
+impl FsBlobStore {
+    /// The live, usable handle of `key` some request already holds.
+    fn shared_handle(&self, key: &str) -> Option<Arc<dyn BlobHandle>> {
+        let handles = self
+            .open_handles
+            .lock()
+            .expect("open handles lock poisoned");
+        let h = handles.get(key).and_then(Weak::upgrade)?;
+        (!h.sync_failed()).then_some(h as Arc<dyn BlobHandle>)
+    }
 }
 
 /// fsyncs a directory, making the creation or removal of its entries durable.
@@ -167,20 +188,40 @@ impl BlobStore for FsBlobStore {
         .await
     }
 
+    /// Shares the handle other requests hold for the blob, unless an `fdatasync` on it failed
+    /// (then a fresh descriptor is opened, as the handle's contract asks).
     async fn open(&self, key: &BlobKey) -> Result<Arc<dyn BlobHandle>, BlobError> {
         let path = self.path_of(key)?;
-        let key = key.0.clone();
-        blocking(move || {
-            let what = format!("open {key}");
+        if let Some(h) = self.shared_handle(&key.0) {
+            return Ok(h);
+        }
+        let name = key.0.clone();
+        let opened = blocking(move || {
+            let what = format!("open {name}");
             let file = OpenOptions::new()
                 .read(true)
                 .write(true)
                 .open(&path)
                 .map_err(|e| map_io(e, &what))?;
             let size = file.metadata().map_err(|e| map_io(e, &what))?.len();
-            Ok(Arc::new(FsBlobHandle::new(file, size, &key)) as Arc<dyn BlobHandle>)
+            Ok(Arc::new(FsBlobHandle::new(file, size, &name)))
         })
-        .await
+        .await?;
+        let mut handles = self
+            .open_handles
+            .lock()
+            .expect("open handles lock poisoned");
+        // Another request may have opened the blob meanwhile: join its handle.
+        if let Some(h) = handles.get(&key.0).and_then(Weak::upgrade) {
+            if !h.sync_failed() {
+                return Ok(h);
+            }
+        }
+        if handles.len() >= PRUNE_OPEN_HANDLES_AT {
+            handles.retain(|_, w| w.strong_count() > 0);
+        }
+        handles.insert(key.0.clone(), Arc::downgrade(&opened));
+        Ok(opened)
     }
 
     /// Checks up front that the file holds the whole range (so a short blob fails the call
@@ -262,5 +303,39 @@ impl BlobStore for FsBlobStore {
             sync_dir(&root).map_err(|e| map_io(e, &what))
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn same(a: &Arc<dyn BlobHandle>, b: &Arc<dyn BlobHandle>) -> bool {
+        std::ptr::eq(Arc::as_ptr(a).cast::<()>(), Arc::as_ptr(b).cast::<()>())
+    }
+
+    /// Requests on one blob at the same time share its handle (and so its grouped syncs);
+    /// once nobody holds it, the next open gets a new descriptor.
+    #[tokio::test]
+    async fn concurrent_opens_of_a_blob_share_one_handle() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(&dir.path().join("blobs")).unwrap();
+        let (a, b) = (BlobKey("a".into()), BlobKey("b".into()));
+        store.create(&a, 10).await.unwrap();
+        store.create(&b, 10).await.unwrap();
+        let first = store.open(&a).await.unwrap();
+        let second = store.open(&a).await.unwrap();
+        assert!(same(&first, &second));
+        assert!(!same(&first, &store.open(&b).await.unwrap()));
+        first.write_at(0, Bytes::from_static(b"hi")).await.unwrap();
+        second.sync().await.unwrap();
+        drop((first, second));
+        let again = store.open(&a).await.unwrap();
+        assert_eq!(&again.read_at(0, 2).await.unwrap()[..], b"hi");
+        assert_eq!(
+            Arc::strong_count(&again),
+            1,
+            "a fresh handle, held only here"
+        );
     }
 }

@@ -1,0 +1,217 @@
+//! The machine's own limits: the same bytes written to (or read from) the same filesystem
+//! with the same pattern and the same sync policy as upspool, without upspool. Blocking; each
+//! call runs its own threads.
+
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+/// A scratch directory beside the servers' data directories, removed when dropped.
+pub struct Scratch(tempfile::TempDir);
+
+impl Scratch {
+    pub fn new(parent: &Path) -> anyhow::Result<Self> {
+        Ok(Scratch(
+            tempfile::Builder::new()
+                .prefix("upspool-bench-direct-")
+                .tempdir_in(parent)?,
+        ))
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.path().join(name)
+    }
+
+    /// What `FsBlobStore::create` does: a new sparse file at full size, synced with its
+    /// directory.
+    fn create(&self, name: &str, size: u64) -> anyhow::Result<File> {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(self.path(name))?;
+        f.set_len(size)?;
+        f.sync_all()?;
+        File::open(self.0.path())?.sync_all()?;
+        Ok(f)
+    }
+
+    /// `size` bytes in `segment`-sized pieces by `streams` threads, each piece written with
+    /// positional writes of `io` bytes (as upspool's engine writes) and then `fdatasync`ed
+    /// before the thread takes the next: what a client sees as "acknowledged means durable".
+    /// Returns the time for all of it.
+    pub fn write_segments(
+        &self,
+        size: u64,
+        segment: usize,
+        streams: usize,
+        io: usize,
+        data: &[u8],
+    ) -> anyhow::Result<Duration> {
+        let name = format!("segments-{streams}");
+        let file = self.create(&name, size)?;
+        let next = AtomicU64::new(0);
+        let started = Instant::now();
+        std::thread::scope(|s| -> anyhow::Result<()> {
+            let workers: Vec<_> = (0..streams)
+                .map(|_| {
+                    s.spawn(|| -> anyhow::Result<()> {
+                        loop {
+                            let at = next.fetch_add(segment as u64, Ordering::Relaxed);
+                            if at >= size {
+                                return Ok(());
+                            }
+                            let len = (size - at).min(segment as u64) as usize;
+                            for (i, piece) in data[..len].chunks(io).enumerate() {
+                                file.write_all_at(piece, at + (i * io) as u64)?;
+                            }
+                            file.sync_data()?;
+                        }
+                    })
+                })
+                .collect();
+            for w in workers {
+                w.join().expect("writer thread")?;
+            }
+            Ok(())
+        })?;
+        let took = started.elapsed();
+        std::fs::remove_file(self.path(&name))?;
+        Ok(took)
+    }
+
+    /// What item 3 times, done directly: a new `size`-byte file is written but for its last
+    /// `tail` bytes in `segment`-sized pieces (each synced), then the tail is written and
+    /// synced; returns the time of that last write and sync.
+    pub fn final_write(
+        &self,
+        size: u64,
+        segment: usize,
+        tail: usize,
+        data: &[u8],
+    ) -> anyhow::Result<Duration> {
+        let file = self.create("final", size)?;
+        let body = size - tail as u64;
+        let mut at = 0;
+        while at < body {
+            let len = (body - at).min(segment as u64) as usize;
+            file.write_all_at(&data[..len], at)?;
+            file.sync_data()?;
+            at += len as u64;
+        }
+        let started = Instant::now();
+        file.write_all_at(&data[..tail], body)?;
+        file.sync_data()?;
+        let took = started.elapsed();
+        std::fs::remove_file(self.path("final"))?;
+        Ok(took)
+    }
+
+    /// `threads` threads, each with its own file of `per_thread` pieces of `data`, each piece
+    /// written and `fdatasync`ed: the total time and every piece's latency.
+    pub fn small_writes(
+        &self,
+        threads: usize,
+        per_thread: usize,
+        data: &[u8],
+    ) -> anyhow::Result<(Duration, Vec<Duration>)> {
+        let size = (per_thread * data.len()) as u64;
+        let files: Vec<File> = (0..threads)
+            .map(|i| self.create(&format!("small-{i}"), size))
+            .collect::<anyhow::Result<_>>()?;
+        let started = Instant::now();
+        let lat = std::thread::scope(|s| -> anyhow::Result<Vec<Duration>> {
+            let workers: Vec<_> = files
+                .iter()
+                .map(|f| {
+                    s.spawn(move || -> anyhow::Result<Vec<Duration>> {
+                        let mut v = Vec::with_capacity(per_thread);
+                        for i in 0..per_thread {
+                            let t = Instant::now();
+                            f.write_all_at(data, (i * data.len()) as u64)?;
+                            f.sync_data()?;
+                            v.push(t.elapsed());
+                        }
+                        Ok(v)
+                    })
+                })
+                .collect();
+            let mut all = Vec::new();
+            for w in workers {
+                all.extend(w.join().expect("writer thread")?);
+            }
+            Ok(all)
+        })?;
+        let took = started.elapsed();
+        for i in 0..threads {
+            std::fs::remove_file(self.path(&format!("small-{i}")))?;
+        }
+        Ok((took, lat))
+    }
+
+    /// The irreducible I/O of `count` new documents of `data.len()` bytes by `threads` threads:
+    /// create the file (as the byte store does), write the bytes, `fdatasync`. With an empty
+    /// `data` it is just the creation (the I/O of createUploadSession). Returns the total time
+    /// and each document's latency.
+    pub fn documents(
+        &self,
+        count: usize,
+        threads: usize,
+        data: &[u8],
+    ) -> anyhow::Result<(Duration, Vec<Duration>)> {
+        let next = AtomicU64::new(0);
+        let started = Instant::now();
+        let lat = std::thread::scope(|s| -> anyhow::Result<Vec<Duration>> {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    s.spawn(|| -> anyhow::Result<Vec<Duration>> {
+                        let mut v = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            if i >= count as u64 {
+                                return Ok(v);
+                            }
+                            let t = Instant::now();
+                            let f = self.create(&format!("doc-{i}"), data.len().max(1) as u64)?;
+                            if !data.is_empty() {
+                                f.write_all_at(data, 0)?;
+                                f.sync_data()?;
+                            }
+                            v.push(t.elapsed());
+                        }
+                    })
+                })
+                .collect();
+            let mut all = Vec::new();
+            for w in workers {
+                all.extend(w.join().expect("document thread")?);
+            }
+            Ok(all)
+        })?;
+        let took = started.elapsed();
+        for i in 0..count {
+            std::fs::remove_file(self.path(&format!("doc-{i}")))?;
+        }
+        Ok((took, lat))
+    }
+}
+
+/// Reads a whole file in `chunk`-sized reads; returns the byte count and the time taken.
+pub fn read_file(path: &Path, chunk: usize) -> anyhow::Result<(u64, Duration)> {
+    let mut f = File::open(path).with_context(|| format!("open {}", path.display()))?;
+    let mut buf = vec![0u8; chunk];
+    let mut n = 0u64;
+    let started = Instant::now();
+    loop {
+        match f.read(&mut buf)? {
+            0 => break,
+            k => n += k as u64,
+        }
+    }
+    Ok((n, started.elapsed()))
+}

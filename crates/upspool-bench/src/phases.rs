@@ -1,0 +1,485 @@
+//! The six measurements of the benchmark, each beside the machine's own limit for the same
+//! work, measured in the same run.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+
+use crate::client::{Api, Job};
+use crate::direct::{self, Scratch};
+use crate::report::Row;
+use crate::server::Server;
+use crate::stats::{mib_per_s, ms, Latencies};
+
+const MIB: u64 = 1024 * 1024;
+
+/// The engine's positional write size (`upspool_domain::upload::IO_BUFFER`), so the direct
+/// writes follow the same pattern.
+const ENGINE_IO: usize = 256 * 1024;
+
+/// Sizes and counts of one run.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub upload: u64,
+    pub segment: usize,
+    pub rss_uploads: usize,
+    pub rss_size: u64,
+    pub final_small: u64,
+    pub final_large: u64,
+    pub final_segment: usize,
+    pub final_reps: usize,
+    pub small_segment: usize,
+    pub connections: usize,
+    pub small_per_connection: usize,
+    pub sessions: usize,
+    pub job_clients: usize,
+    pub jobs_per_client: usize,
+    pub job_size: usize,
+}
+
+/// What every phase needs.
+pub struct Bench {
+    pub bin: PathBuf,
+    pub work_dir: PathBuf,
+    pub log_level: String,
+    pub plan: Plan,
+    /// Random bytes, at least as long as the largest single request body.
+    pub data: Bytes,
+    pub scratch: Scratch,
+}
+
+impl Bench {
+    fn server(&self) -> anyhow::Result<Server> {
+        Server::start(&self.bin, &self.work_dir, &self.log_level)
+    }
+
+    /// Runs blocking direct I/O off the runtime.
+    async fn direct<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Bench) -> anyhow::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || f(&this)).await?
+    }
+
+    fn upload_rows(&self) -> String {
+        format!(
+            "{} MiB in {} MiB segments",
+            self.plan.upload / MIB,
+            self.plan.segment / MIB as usize
+        )
+    }
+}
+
+/// Uploads `[from, to)` of a `total`-byte session in `segment`-sized pieces over `streams`
+/// connections, each taking the next piece when its previous one was answered.
+async fn upload_range(
+    base: &str,
+    url: &str,
+    (from, to, total): (u64, u64, u64),
+    segment: usize,
+    streams: usize,
+    data: &Bytes,
+) -> anyhow::Result<Duration> {
+    let next = Arc::new(AtomicU64::new(from));
+    let apis: Vec<Api> = (0..streams).map(|_| Api::new(base)).collect();
+    let started = Instant::now();
+    let tasks: Vec<_> = apis
+        .into_iter()
+        .map(|api| {
+            let (next, url, data) = (next.clone(), url.to_string(), data.clone());
+            tokio::spawn(async move {
+                loop {
+                    let at = next.fetch_add(segment as u64, Ordering::Relaxed);
+                    if at >= to {
+                        return anyhow::Ok(());
+                    }
+                    let len = (to - at).min(segment as u64) as usize;
+                    api.put(&url, at, total, data.slice(..len)).await?;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await??;
+    }
+    Ok(started.elapsed())
+}
+
+/// The session id of an upload URL (`.../uploadSessions/{id}?tempauthtoken=...`).
+fn session_of(url: &str) -> anyhow::Result<&str> {
+    url.split("/uploadSessions/")
+        .nth(1)
+        .and_then(|s| s.split('?').next())
+        .context("session id in the upload URL")
+}
+
+/// Items 1 and 5: upload throughput with 1 and 4 streams, then download of the first document.
+pub async fn upload_and_download(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
+    let p = &b.plan;
+    let server = b.server()?;
+    let api = Api::new(&server.base);
+    let printer = api.printer().await?;
+    let mut rows = Vec::new();
+    let mut first: Option<(Job, String)> = None;
+    for streams in [1, 4] {
+        let (size, seg) = (p.upload, p.segment);
+        // The limit is the better of a direct run before and one after upspool's, so that
+        // neither side gains from the order (disk caches, writeback left by the other).
+        let before = b
+            .direct(move |b| {
+                b.scratch
+                    .write_segments(size, seg, streams, ENGINE_IO, &b.data)
+            })
+            .await?;
+        let (job, url) = api.ready_upload(&printer, p.upload).await?;
+        let took = upload_range(
+            &server.base,
+            &url,
+            (0, p.upload, p.upload),
+            p.segment,
+            streams,
+            &b.data,
+        )
+        .await?;
+        let after = b
+            .direct(move |b| {
+                b.scratch
+                    .write_segments(size, seg, streams, ENGINE_IO, &b.data)
+            })
+            .await?;
+        let direct = before.min(after);
+        rows.push(
+            Row::new(
+                1,
+                format!("upload {}, {streams} stream(s)", b.upload_rows()),
+                mib_per_s(p.upload, took),
+                "MiB/s",
+            )
+            .ratio_to(mib_per_s(p.upload, direct), Some(0.8)),
+        );
+        if first.is_none() {
+            first = Some((job, session_of(&url)?.to_string()));
+        }
+    }
+
+    let (job, session) = first.expect("one upload ran");
+    let blob = server.data_dir.join("blobs").join(format!("s-{session}"));
+    // Both read the same file from a warm page cache; best of three each.
+    direct::read_file(&blob, 1 << 20)?;
+    let (mut via, mut raw) = (Duration::MAX, Duration::MAX);
+    for _ in 0..3 {
+        let started = Instant::now();
+        let n = api.download(&job).await?;
+        anyhow::ensure!(n == p.upload, "downloaded {n} of {} bytes", p.upload);
+        via = via.min(started.elapsed());
+        let path = blob.clone();
+        let (n, took) =
+            tokio::task::spawn_blocking(move || direct::read_file(&path, 1 << 20)).await??;
+        anyhow::ensure!(n == p.upload, "read {n} of {} bytes", p.upload);
+        raw = raw.min(took);
+    }
+    rows.push(
+        Row::new(
+            5,
+            format!("download {} MiB via $value (warm cache)", p.upload / MIB),
+            mib_per_s(p.upload, via),
+            "MiB/s",
+        )
+        .ratio_to(mib_per_s(p.upload, raw), Some(0.8)),
+    );
+    Ok(rows)
+}
+
+/// Item 2: the server's peak RSS while `rss_uploads` documents are uploaded at once, at a
+/// quarter of the size and at the full size (each on a fresh server).
+pub async fn peak_memory(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
+    let p = &b.plan;
+    let mut peaks = Vec::new();
+    for size in [p.rss_size / 4, p.rss_size] {
+        let server = b.server()?;
+        let api = Api::new(&server.base);
+        let printer = api.printer().await?;
+        let mut urls = Vec::new();
+        for _ in 0..p.rss_uploads {
+            urls.push(api.ready_upload(&printer, size).await?.1);
+        }
+        let idle = server.peak_rss()?;
+        let tasks: Vec<_> = urls
+            .into_iter()
+            .map(|url| {
+                let (base, data, seg) = (server.base.clone(), b.data.clone(), p.segment);
+                tokio::spawn(async move {
+                    upload_range(&base, &url, (0, size, size), seg, 1, &data).await
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await??;
+        }
+        peaks.push((size, idle, server.peak_rss()?));
+    }
+    let small = peaks[0].2 as f64 / MIB as f64;
+    let mut rows = Vec::new();
+    for (size, idle, peak) in &peaks {
+        let peak_mib = *peak as f64 / MIB as f64;
+        let mut row = Row::new(
+            2,
+            format!(
+                "server peak RSS, {} concurrent uploads of {} MiB (idle peak {:.1} MiB)",
+                p.rss_uploads,
+                size / MIB,
+                *idle as f64 / MIB as f64
+            ),
+            peak_mib,
+            "MiB",
+        );
+        if *size == p.rss_size {
+            row = row.target(
+                format!("<= 64 MiB, <= 1.25x the {} MiB run", p.rss_size / 4 / MIB),
+                peak_mib <= 64.0 && peak_mib <= small * 1.25,
+            );
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// Item 3: the latency of the request carrying the last missing bytes, for a small and a
+/// large document (the median of `final_reps` uploads each).
+pub async fn final_segment(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
+    let p = &b.plan;
+    let server = b.server()?;
+    let api = Api::new(&server.base);
+    let printer = api.printer().await?;
+    let tail = p.final_segment as u64;
+    let mut medians = Vec::new();
+    for size in [p.final_small, p.final_large] {
+        let (mut lat, mut direct) = (Vec::new(), Vec::new());
+        for _ in 0..p.final_reps {
+            let (_, url) = api.ready_upload(&printer, size).await?;
+            upload_range(
+                &server.base,
+                &url,
+                (0, size - tail, size),
+                p.segment,
+                1,
+                &b.data,
+            )
+            .await?;
+            let started = Instant::now();
+            api.put(&url, size - tail, size, b.data.slice(..tail as usize))
+                .await?;
+            lat.push(started.elapsed());
+            let seg = p.segment;
+            direct.push(
+                b.direct(move |b| b.scratch.final_write(size, seg, tail as usize, &b.data))
+                    .await?,
+            );
+        }
+        medians.push((
+            size,
+            Latencies::new(lat).quantile(0.5),
+            ms(Latencies::new(direct).quantile(0.5)),
+        ));
+    }
+    let (lo, hi) = (
+        medians.iter().map(|m| m.1).min().expect("two sizes"),
+        medians.iter().map(|m| m.1).max().expect("two sizes"),
+    );
+    let within = hi.as_secs_f64() <= 2.0 * lo.as_secs_f64();
+    Ok(medians
+        .iter()
+        .map(|(size, lat, direct)| {
+            Row::new(
+                3,
+                format!(
+                    "final {} KiB segment of a {} MiB document, median of {}",
+                    tail / 1024,
+                    size / MIB,
+                    p.final_reps
+                ),
+                ms(*lat),
+                "ms",
+            )
+            .limit(*direct)
+            .target("< 10 ms, sizes within 2x", ms(*lat) < 10.0 && within)
+        })
+        .collect())
+}
+
+/// Runs `f(worker, api)` on `workers` tasks at once, each with its own connection; returns the
+/// total time and every latency the workers report.
+async fn concurrently<F, Fut>(
+    base: &str,
+    workers: usize,
+    f: F,
+) -> anyhow::Result<(Duration, Latencies)>
+where
+    F: Fn(usize, Api) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Vec<Duration>>> + Send + 'static,
+{
+    let futures: Vec<_> = (0..workers).map(|w| f(w, Api::new(base))).collect();
+    let started = Instant::now();
+    let tasks: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    Ok((started.elapsed(), Latencies::new(all)))
+}
+
+/// Item 4: many small segments over many connections, and createUploadSession.
+pub async fn small_requests(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
+    let p = b.plan.clone();
+    let server = b.server()?;
+    let api = Api::new(&server.base);
+    let printer = api.printer().await?;
+    let (seg, per) = (p.small_segment, p.small_per_connection);
+    let size = (seg * per) as u64;
+    let mut urls = Vec::new();
+    for _ in 0..p.connections {
+        urls.push(api.ready_upload(&printer, size).await?.1);
+    }
+    let urls = Arc::new(urls);
+    let data = b.data.slice(..seg);
+    let (took, lat) = concurrently(&server.base, p.connections, |w, api| {
+        let (urls, data) = (urls.clone(), data.clone());
+        async move {
+            let mut v = Vec::with_capacity(per);
+            for i in 0..per {
+                let t = Instant::now();
+                api.put(&urls[w], (i * seg) as u64, size, data.clone())
+                    .await?;
+                v.push(t.elapsed());
+            }
+            Ok(v)
+        }
+    })
+    .await?;
+    let conns = p.connections;
+    let (dtook, dlat) = b
+        .direct(move |b| b.scratch.small_writes(conns, per, &b.data[..seg]))
+        .await?;
+    let dlat = Latencies::new(dlat);
+    let n = (p.connections * per) as f64;
+    let what = format!("{} KiB segments, {} connections", seg / 1024, p.connections);
+    let mut rows = vec![
+        Row::new(
+            4,
+            format!("{what}: requests/s"),
+            n / took.as_secs_f64(),
+            "req/s",
+        )
+        .ratio_to(n / dtook.as_secs_f64(), None),
+        Row::new(4, format!("{what}: p50"), lat.p50_ms(), "ms").limit(dlat.p50_ms()),
+        Row::new(4, format!("{what}: p99"), lat.p99_ms(), "ms").limit(dlat.p99_ms()),
+    ];
+
+    // createUploadSession on fresh jobs (made first, not timed), same concurrency.
+    let per = p.sessions.div_ceil(p.connections);
+    let (_, jobs) = {
+        let printer = printer.clone();
+        let jobs = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let collected = jobs.clone();
+        let r = concurrently(&server.base, p.connections, move |_, api| {
+            let (printer, jobs) = (printer.clone(), jobs.clone());
+            async move {
+                for _ in 0..per {
+                    let j = api.job(&printer).await?;
+                    jobs.lock().expect("jobs").push(j);
+                }
+                Ok(vec![])
+            }
+        })
+        .await?;
+        let jobs = std::mem::take(&mut *collected.lock().expect("jobs"));
+        (r, Arc::new(jobs))
+    };
+    let (took, lat) = concurrently(&server.base, p.connections, |w, api| {
+        let jobs = jobs.clone();
+        async move {
+            let mut v = Vec::with_capacity(per);
+            for job in jobs.iter().skip(w * per).take(per) {
+                let t = Instant::now();
+                api.session(job, 1 << 20).await?;
+                v.push(t.elapsed());
+            }
+            Ok(v)
+        }
+    })
+    .await?;
+    let (count, conns) = (lat.len(), p.connections);
+    let (dtook, _) = b
+        .direct(move |b| b.scratch.documents(count, conns, &[]))
+        .await?;
+    rows.push(
+        Row::new(
+            4,
+            format!(
+                "createUploadSession, {} connections: requests/s",
+                p.connections
+            ),
+            count as f64 / took.as_secs_f64(),
+            "req/s",
+        )
+        .ratio_to(count as f64 / dtook.as_secs_f64(), None),
+    );
+    rows.push(Row::new(
+        4,
+        format!("createUploadSession, {} connections: p99", p.connections),
+        lat.p99_ms(),
+        "ms",
+    ));
+    Ok(rows)
+}
+
+/// Item 6: whole jobs (create, upload, start) by concurrent clients.
+pub async fn whole_jobs(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
+    let p = b.plan.clone();
+    let server = b.server()?;
+    let api = Api::new(&server.base);
+    let printer = api.printer().await?;
+    let data = b.data.slice(..p.job_size);
+    let per = p.jobs_per_client;
+    let (took, lat) = concurrently(&server.base, p.job_clients, |_, api| {
+        let (printer, data) = (printer.clone(), data.clone());
+        async move {
+            let mut v = Vec::with_capacity(per);
+            for _ in 0..per {
+                let t = Instant::now();
+                let (job, url) = api.ready_upload(&printer, data.len() as u64).await?;
+                api.put(&url, 0, data.len() as u64, data.clone()).await?;
+                api.start(&job).await?;
+                v.push(t.elapsed());
+            }
+            Ok(v)
+        }
+    })
+    .await?;
+    let (count, clients, size) = (lat.len(), p.job_clients, p.job_size);
+    let (dtook, dlat) = b
+        .direct(move |b| b.scratch.documents(count, clients, &b.data[..size]))
+        .await?;
+    let dlat = Latencies::new(dlat);
+    let what = format!(
+        "jobs (create, upload {} KiB, start), {} clients",
+        p.job_size / 1024,
+        p.job_clients
+    );
+    Ok(vec![
+        Row::new(
+            6,
+            format!("{what}: jobs/s"),
+            count as f64 / took.as_secs_f64(),
+            "jobs/s",
+        )
+        .ratio_to(count as f64 / dtook.as_secs_f64(), None),
+        Row::new(6, format!("{what}: p50"), lat.p50_ms(), "ms").limit(dlat.p50_ms()),
+        Row::new(6, format!("{what}: p99"), lat.p99_ms(), "ms").limit(dlat.p99_ms()),
+    ])
+}
