@@ -40,17 +40,17 @@ pub async fn get(
         .service
         .get_document(&who, addr.scope(), addr.job(), addr.document())
         .await?;
-    let mut v = views::document(&doc, addr.version);
-    v["@odata.context"] = json!(context(
-        &st.config.public_url,
-        addr.version,
+    let v = super::with_context(
+        &st,
+        &addr,
+        views::document(&doc, addr.version),
         &format!(
             "{}/jobs('{}')/documents/$entity",
             scope_path(addr.scope()),
             addr.job()
-        )
-    ));
-    Ok(Json(v).into_response())
+        ),
+    );
+    Ok(v.into_response())
 }
 
 /// `{"properties":{"documentName","contentType","size"}}`, type-checked.

@@ -185,13 +185,13 @@ pub async fn start(
     addr: Addr,
 ) -> ApiResult<Response> {
     let status = st.service.start_job(&who, addr.scope(), addr.job()).await?;
-    let mut v = views::status(&status, addr.version);
-    v["@odata.context"] = json!(context(
-        &st.config.public_url,
-        addr.version,
-        "microsoft.graph.printJobStatus"
-    ));
-    Ok(Json(v).into_response())
+    let v = super::with_context(
+        &st,
+        &addr,
+        views::status(&status, addr.version),
+        "microsoft.graph.printJobStatus",
+    );
+    Ok(v.into_response())
 }
 
 pub async fn cancel(

@@ -4,6 +4,10 @@
 use axum::routing::{delete, get, post, put};
 use axum::Router;
 
+use axum::Json;
+use serde_json::{json, Value};
+
+use crate::extract::Addr;
 use crate::AppState;
 
 mod documents;
@@ -85,6 +89,16 @@ pub fn router() -> Router<AppState> {
         }
     }
     r
+}
+
+/// `value` with its `@odata.context` (`{base}/{version}/$metadata#{path}`), for single entities.
+fn with_context(st: &AppState, addr: &Addr, mut value: Value, path: &str) -> Json<Value> {
+    value["@odata.context"] = json!(crate::views::context(
+        &st.config.public_url,
+        addr.version,
+        path
+    ));
+    Json(value)
 }
 
 /// Path segments matched case-insensitively, in their canonical spelling.

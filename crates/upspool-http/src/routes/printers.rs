@@ -39,13 +39,8 @@ pub async fn get(
     addr: Addr,
 ) -> ApiResult<Response> {
     let p = st.service.get_printer(&who, printer_id(&addr)?).await?;
-    let mut v = views::printer(&p);
-    v["@odata.context"] = json!(context(
-        &st.config.public_url,
-        addr.version,
-        "print/printers/$entity"
-    ));
-    Ok(Json(v).into_response())
+    let v = super::with_context(&st, &addr, views::printer(&p), "print/printers/$entity");
+    Ok(v.into_response())
 }
 
 pub async fn delete(
@@ -75,11 +70,6 @@ pub async fn create(
             opt_string(&body, "model")?,
         )
         .await?;
-    let mut v = views::printer(&p);
-    v["@odata.context"] = json!(context(
-        &st.config.public_url,
-        addr.version,
-        "print/printers/$entity"
-    ));
-    Ok((StatusCode::CREATED, Json(v)).into_response())
+    let v = super::with_context(&st, &addr, views::printer(&p), "print/printers/$entity");
+    Ok((StatusCode::CREATED, v).into_response())
 }

@@ -52,13 +52,13 @@ pub async fn get(
     } else {
         None
     };
-    let mut v = views::share(&share, printer.as_ref());
-    v["@odata.context"] = json!(context(
-        &st.config.public_url,
-        addr.version,
-        "print/shares/$entity"
-    ));
-    Ok(Json(v).into_response())
+    let v = super::with_context(
+        &st,
+        &addr,
+        views::share(&share, printer.as_ref()),
+        "print/shares/$entity",
+    );
+    Ok(v.into_response())
 }
 
 pub async fn delete(
@@ -121,11 +121,11 @@ pub async fn create(
         .service
         .create_share(&who, name, printer, allow_all)
         .await?;
-    let mut v = views::share(&share, None);
-    v["@odata.context"] = json!(context(
-        &st.config.public_url,
-        addr.version,
-        "print/shares/$entity"
-    ));
-    Ok((StatusCode::CREATED, Json(v)).into_response())
+    let v = super::with_context(
+        &st,
+        &addr,
+        views::share(&share, None),
+        "print/shares/$entity",
+    );
+    Ok((StatusCode::CREATED, v).into_response())
 }
