@@ -21,7 +21,7 @@ use crate::model::{
 };
 use crate::range_set::{ByteRange, RangeSet};
 
-#[derive(Debug, Error)]
+#[derive(Clone, Debug, Error)]
 pub enum StoreError {
     /// The database cannot be reached or is locked for too long; worth retrying later.
     #[error("metadata store unavailable: {0}")]

@@ -660,6 +660,39 @@ async fn concurrent_commits_are_all_recorded() {
     assert_eq!(ranges.ranges(), &[r(0, 159)]);
 }
 
+/// Ranges are stored merged, one row per disjoint run of bytes however many segments made
+/// it, so reading a session's ranges does not grow with its segment count.
+#[tokio::test]
+async fn committed_ranges_are_stored_merged() {
+    let (dir, store) = open().await;
+    let (_, _, _, s) = uploading(&store, 1000).await;
+    for (a, b) in [(20, 29), (0, 9), (10, 19), (40, 49), (60, 69), (45, 62), (999, 999)] {
+        assert_eq!(
+            store
+                .commit_segment(s.id, r(a, b), at(200), None)
+                .await
+                .unwrap(),
+            CommitOutcome::Committed
+        );
+    }
+    let (_, ranges) = store.get_upload_session(s.id).await.unwrap().unwrap();
+    assert_eq!(ranges.ranges(), &[r(0, 29), r(40, 69), r(999, 999)]);
+
+    let raw = sqlx::SqlitePool::connect_with(
+        sqlx::sqlite::SqliteConnectOptions::new().filename(dir.path().join("meta.db")),
+    )
+    .await
+    .unwrap();
+    let rows: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT start, end_incl FROM session_ranges WHERE session_id = ? ORDER BY start",
+    )
+    .bind(s.id.to_string())
+    .fetch_all(&raw)
+    .await
+    .unwrap();
+    assert_eq!(rows, vec![(0, 29), (40, 69), (999, 999)]);
+}
+
 #[tokio::test]
 async fn replace_upload_session_returns_old_sessions_and_drops_their_ranges() {
     let (_dir, store) = open().await;
