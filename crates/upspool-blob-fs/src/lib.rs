@@ -10,8 +10,10 @@
 //!
 //! Durability: `create` syncs the file and its directory before returning, `BlobHandle::sync`
 //! is `fdatasync`, and every sync error is reported (never ignored), so nothing is
-//! acknowledged to a client before it is on disk.
+//! acknowledged to a client before it is on disk. Concurrent creates and deletes share their
+//! directory syncs (see `dir_sync`), as concurrent segments of one blob share `fdatasync`s.
 
+mod dir_sync;
 mod error;
 mod handle;
 mod quota;
@@ -29,6 +31,7 @@ use futures_util::stream::{self, BoxStream, StreamExt};
 use upspool_domain::model::BlobKey;
 use upspool_domain::store::{BlobError, BlobHandle, BlobStore};
 
+use crate::dir_sync::DirSync;
 use crate::error::{blocking, map_io};
 use crate::handle::FsBlobHandle;
 use crate::quota::Quota;
@@ -57,6 +60,8 @@ pub struct FsBlobStore {
     /// share it, so their syncs are grouped into one `fdatasync` (see `FsBlobHandle::sync`)
     /// instead of queueing one per request on the same file.
     open_handles: Arc<Mutex<HashMap<String, Weak<FsBlobHandle>>>>,
+    /// Groups the directory syncs of concurrent creates and deletes.
+    dir_sync: Arc<DirSync>,
 }
 
 impl FsBlobStore {
@@ -88,8 +93,10 @@ impl FsBlobStore {
             ))),
             None => None,
         };
+        let root: Arc<Path> = root.into();
         Ok(FsBlobStore {
-            root: root.into(),
+            dir_sync: Arc::new(DirSync::new(root.clone())),
+            root,
             quota,
             open_handles: Arc::default(),
         })
@@ -163,6 +170,13 @@ async fn read_chunk(
     .await
 }
 
+/// Removes a blob file whose creation failed half-way.
+fn remove_half_created(path: &Path, key: &str) {
+    if let Err(rm) = fs::remove_file(path) {
+        tracing::warn!(blob = %key, error = %rm, "could not remove a half-created blob");
+    }
+}
+
 /// fsyncs a directory, making the creation or removal of its entries durable.
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
@@ -174,43 +188,51 @@ impl BlobStore for FsBlobStore {
     /// sparse, and syncs it and the directory. On failure the new file is removed again.
     async fn create(&self, key: &BlobKey, size: u64) -> Result<(), BlobError> {
         let path = self.path_of(key)?;
-        let root = self.root.clone();
-        let key = key.0.clone();
+        let name = key.0.clone();
         let reservation = match &self.quota {
             Some(q) => Some(q.reserve(size).ok_or(BlobError::StorageFull)?),
             None => None,
         };
-        blocking(move || {
-            let what = format!("create {key}");
-            let file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-                .map_err(|e| match e.kind() {
-                    io::ErrorKind::AlreadyExists => {
-                        BlobError::Io(format!("{what}: blob already exists"))
-                    }
-                    _ => map_io(e, &what),
-                })?;
-            let made = file
-                .set_len(size)
-                .and_then(|()| file.sync_all())
-                .and_then(|()| sync_dir(&root));
-            if let Err(e) = made {
-                drop(file);
-                if let Err(rm) = fs::remove_file(&path) {
-                    tracing::warn!(blob = %key, error = %rm, "could not remove a half-created blob");
+        let made = {
+            let path = path.clone();
+            blocking(move || {
+                let what = format!("create {name}");
+                let file = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&path)
+                    .map_err(|e| match e.kind() {
+                        io::ErrorKind::AlreadyExists => {
+                            BlobError::Io(format!("{what}: blob already exists"))
+                        }
+                        _ => map_io(e, &what),
+                    })?;
+                if let Err(e) = file.set_len(size).and_then(|()| file.sync_all()) {
+                    drop(file);
+                    remove_half_created(&path, &name);
+                    return Err(map_io(e, &what));
                 }
-                return Err(map_io(e, &what));
-            }
-            // The blob exists: its size stays counted until it is deleted.
-            if let Some(r) = reservation {
-                r.keep();
-            }
-            Ok(())
-        })
-        .await
+                Ok(())
+            })
+            .await
+        };
+        made?;
+        // The directory entry, synced together with those of concurrent creates.
+        if let Err(e) = self.dir_sync.sync().await {
+            let name = key.0.clone();
+            blocking(move || {
+                remove_half_created(&path, &name);
+                Ok(())
+            })
+            .await?;
+            return Err(e);
+        }
+        // The blob exists: its size stays counted until it is deleted.
+        if let Some(r) = reservation {
+            r.keep();
+        }
+        Ok(())
     }
 
     /// Shares the handle other requests hold for the blob, unless an `fdatasync` on it failed
@@ -298,7 +320,6 @@ impl BlobStore for FsBlobStore {
     /// crash (by then nothing references it, and it would leak).
     async fn delete(&self, key: &BlobKey) -> Result<(), BlobError> {
         let path = self.path_of(key)?;
-        let root = self.root.clone();
         let key = key.0.clone();
         let quota = self.quota.clone();
         blocking(move || {
@@ -309,14 +330,15 @@ impl BlobStore for FsBlobStore {
                     if let (Some(q), Ok(size)) = (&quota, size) {
                         q.release(size);
                     }
+                    Ok(())
                 }
                 // Missing: maybe an earlier delete removed it but failed to sync; sync anyway.
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(map_io(e, &what)),
-                Err(_) => {}
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(map_io(e, &what)),
+                Err(_) => Ok(()),
             }
-            sync_dir(&root).map_err(|e| map_io(e, &what))
         })
-        .await
+        .await?;
+        self.dir_sync.sync().await
     }
 }
 
