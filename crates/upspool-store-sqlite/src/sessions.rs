@@ -141,12 +141,12 @@ async fn commit_segment_in(
     completion: Option<&Completion>,
 ) -> Result<CommitOutcome, StoreError> {
     let session = id(session);
-    let job_id: Option<i64> = sqlx::query_scalar(
+    let updated: Option<(i64, i64)> = sqlx::query_as(
         "UPDATE upload_sessions SET expires = ?
           WHERE id = ? AND state = 'active'
             AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = upload_sessions.job_id
                               AND j.state IN ('completed', 'canceled', 'aborted'))
-          RETURNING job_id",
+          RETURNING job_id, size",
     )
     .bind(ts(expires)?)
     .bind(&session)
@@ -155,7 +155,7 @@ async fn commit_segment_in(
     .map_err(map_err)?
     .into_iter()
     .next();
-    let Some(job_id) = job_id else {
+    let Some((job_id, size)) = updated else {
         // Nothing was changed.
         return Ok(CommitOutcome::SessionGone);
     };
@@ -163,6 +163,18 @@ async fn commit_segment_in(
     let Some(c) = completion else {
         return Ok(CommitOutcome::Committed);
     };
+    // Completion is decided here, on the rows as this transaction sees them, so that commits
+    // of one session need not be serialised by the caller: whichever commit covers the last
+    // missing byte completes the session, in whatever order concurrent commits are applied.
+    let rows = sqlx::query("SELECT start, end_incl FROM session_ranges WHERE session_id = ?")
+        .bind(&session)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(map_err)?;
+    let received = RangeSet::from_ranges(codec::all(&rows, codec::range)?);
+    if !received.covers(u64::try_from(size).unwrap_or(u64::MAX)) {
+        return Ok(CommitOutcome::Committed);
+    }
 
     sqlx::query(
         "UPDATE upload_sessions SET state = 'completed', completed_at = ?, grace_until = ?
