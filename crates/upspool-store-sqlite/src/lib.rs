@@ -105,6 +105,13 @@ impl SqliteStore {
         })
     }
 
+    /// How many write transactions the grouped writer has committed so far (each may hold
+    /// several writes), for diagnostics: compared with the number of writes, it shows how
+    /// much group commit is sharing.
+    pub fn grouped_commits(&self) -> u64 {
+        self.db.group.commits()
+    }
+
     /// The database file, for logs and diagnostics.
     pub fn path(&self) -> &Path {
         &self.path
