@@ -1,8 +1,8 @@
 //! Per-session coordination of concurrent segment writes, in one process.
 //!
-//! Segments of one session are written concurrently; only three short steps are serialised
-//! per session: claiming the new bytes a request will write (so two requests never write the
-//! same byte at once), judging overlaps against committed bytes, and committing. A request
+//! Segments of one session are written concurrently; only short steps are serialised per
+//! session: claiming the new bytes a request will write (so two requests never write the
+//! same byte at once), judging overlaps against committed bytes, and recording a commit. A request
 //! whose range touches bytes another request has claimed waits until that claim is committed
 //! or abandoned, then is judged against the result.
 //!
@@ -27,8 +27,9 @@ pub(crate) struct Slot {
     state: Mutex<SlotState>,
     /// Woken whenever claims are released.
     released: Notify,
-    /// Held while loading committed ranges and while committing, so that completion is
-    /// decided on a view that includes every earlier commit.
+    /// Held while loading committed ranges and while recording a commit, so that a load
+    /// never overwrites a range recorded meanwhile. (Completion is decided by the store, in
+    /// the committing transaction; commits themselves run unlocked.)
     pub(crate) commit: tokio::sync::Mutex<()>,
 }
 

@@ -21,7 +21,7 @@ use crate::model::{
 };
 use crate::range_set::{ByteRange, RangeSet};
 
-#[derive(Debug, Error)]
+#[derive(Clone, Debug, Error)]
 pub enum StoreError {
     /// The database cannot be reached or is locked for too long; worth retrying later.
     #[error("metadata store unavailable: {0}")]
@@ -178,13 +178,14 @@ pub trait MetadataStore: Send + Sync + 'static {
     ) -> Result<Option<UploadSession>, StoreError>;
     /// Records `range` as received and sets the session's expiry to `expires`, atomically,
     /// only if the session exists and is active; otherwise records nothing and answers
-    /// `SessionGone`. With `completion`, the same transaction also marks the session completed
+    /// `SessionGone`. With `completion`, if the session's recorded ranges now cover its whole
+    /// size (decided inside the same transaction, so concurrent commits of one session may
+    /// run in any order), the same transaction also marks the session completed
     /// (`completed_at`, `grace_until`), writes the completed document (its display name,
     /// content type, size, uploaded time and blob key) and removes `uploadPending` from the
-    /// job's details.
+    /// job's details, answering `Completed`.
     ///
-    /// The caller guarantees the bytes of `range` are already durable in the byte store, and
-    /// serialises commits of one session (so completion is decided on a consistent view).
+    /// The caller guarantees the bytes of `range` are already durable in the byte store.
     async fn commit_segment(
         &self,
         session: Uuid,

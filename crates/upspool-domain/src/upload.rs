@@ -399,13 +399,11 @@ impl PrintService {
             }
         }
 
-        let _commit = slot.commit.lock().await;
-        let mut received = slot.received();
-        received.insert(range);
         let now = Utc::now();
         let expires = (now + to_chrono(self.limits.session_ttl))
             .min(session.created + to_chrono(self.limits.session_hard_cap));
-        let completion = received.covers(session.size).then(|| Completion {
+        // Applied by the store only if this commit covers the last missing byte.
+        let completion = Completion {
             document: Document {
                 id: session.document_id,
                 job_id: session.job_id,
@@ -418,10 +416,12 @@ impl PrintService {
             },
             completed_at: now,
             grace_until: now + to_chrono(self.limits.replay_grace),
-        });
+        };
+        // No per-session lock around the commit: the store decides completion inside the
+        // transaction, so concurrent segments of one session can share a grouped commit.
         let outcome = self
             .meta
-            .commit_segment(session.id, range, expires, completion.as_ref())
+            .commit_segment(session.id, range, expires, Some(&completion))
             .await?;
         match outcome {
             CommitOutcome::SessionGone => {
@@ -429,18 +429,29 @@ impl PrintService {
                 self.after_session_gone(session.id).await
             }
             CommitOutcome::Committed => {
-                slot.record(range);
+                let received = {
+                    let _commit = slot.commit.lock().await;
+                    slot.record(range);
+                    slot.received()
+                };
                 drop(claim);
+                if received.covers(session.size) {
+                    // A concurrent commit applied after this one completed the session:
+                    // every byte is there, this request's included.
+                    return self.after_session_gone(session.id).await;
+                }
                 Ok(SegmentOutcome::Accepted(SessionStatus {
                     expires,
                     missing: received.complement(session.size),
                 }))
             }
             CommitOutcome::Completed => {
-                slot.record(range);
+                {
+                    let _commit = slot.commit.lock().await;
+                    slot.record(range);
+                }
                 drop(claim);
                 tracing::info!(session = %session.id, job = session.job_id, size = session.size, "upload completed");
-                let completion = completion.expect("Completed only follows a completion");
                 Ok(SegmentOutcome::Completed(completion.document))
             }
         }

@@ -1,6 +1,6 @@
 //! Jobs: creation with their document, listing, and status compare-and-set.
 
-use sqlx::{QueryBuilder, Sqlite};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use upspool_domain::model::{Document, Job, JobId, JobState, JobStatus};
 use upspool_domain::store::{JobQuery, StoreError};
 
@@ -12,10 +12,19 @@ use crate::Db;
 /// newest jobs were deleted.
 pub(crate) async fn create_job(
     db: &Db,
+    job: Job,
+    document: Document,
+) -> Result<(Job, Document), StoreError> {
+    db.group
+        .write(move |conn| Box::pin(insert_job(conn, job, document)))
+        .await
+}
+
+async fn insert_job(
+    conn: &mut SqliteConnection,
     mut job: Job,
     mut document: Document,
 ) -> Result<(Job, Document), StoreError> {
-    let mut tx = db.begin_write().await?;
     job.id = sqlx::query_scalar(
         "INSERT INTO jobs (printer_id, share_id, created, created_by_id, created_by_name,
              created_by_upn, state, details, is_acquired, configuration, display_name,
@@ -38,7 +47,7 @@ pub(crate) async fn create_job(
     .bind(job.error_code)
     .bind(opt_ts(job.acknowledged)?)
     .bind(opt_ts(job.completed)?)
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut *conn)
     .await
     .map_err(map_err)?;
     document.job_id = job.id;
@@ -55,10 +64,9 @@ pub(crate) async fn create_job(
     .bind(opt_ts(document.uploaded)?)
     .bind(opt_ts(document.downloaded)?)
     .bind(document.blob.as_ref().map(|b| b.0.as_str()))
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await
     .map_err(map_err)?;
-    tx.commit().await.map_err(map_err)?;
     Ok((job, document))
 }
 
@@ -136,7 +144,12 @@ pub(crate) async fn transition_job(
         states.push_bind(state.as_str());
     }
     sql.push(format!(") RETURNING {JOB_COLUMNS}"));
-    // fetch_all: the statement runs to completion (and commits) before we decode.
-    let rows = sql.build().fetch_all(&db.write).await.map_err(map_err)?;
-    rows.first().map(codec::job).transpose()
+    db.group
+        .write(move |conn| {
+            Box::pin(async move {
+                let rows = sql.build().fetch_all(&mut *conn).await.map_err(map_err)?;
+                rows.first().map(codec::job).transpose()
+            })
+        })
+        .await
 }

@@ -7,12 +7,15 @@
 //! process queue fairly in the pool instead of spinning on SQLite's busy handler, and every
 //! read-modify-write runs in a `BEGIN IMMEDIATE` transaction (it takes the write lock up
 //! front, so it can never fail half-way on a lock upgrade, even against another process).
+//! The writes on the hot paths (segment commits, job creation and transitions, new upload
+//! sessions) go through [`group`], which commits concurrent ones together with one WAL sync.
 //! Reads use a separate pool of several connections and, thanks to WAL, never wait for
 //! writers.
 
 mod codec;
 mod documents;
 mod error;
+mod group;
 mod jobs;
 mod printers;
 mod sessions;
@@ -37,6 +40,7 @@ use upspool_domain::store::{CommitOutcome, Completion, JobQuery, MetadataStore, 
 use uuid::Uuid;
 
 use crate::error::{map_err, map_migrate_err};
+use crate::group::GroupCommit;
 
 /// How long a statement waits for another process's lock before answering `Unavailable`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -48,6 +52,8 @@ pub(crate) struct Db {
     read: SqlitePool,
     /// One connection: in-process writers queue here.
     write: SqlitePool,
+    /// Shares commits between concurrent writes on `write`.
+    group: GroupCommit,
 }
 
 impl Db {
@@ -92,10 +98,18 @@ impl SqliteStore {
             .await
             .map_err(map_err)?;
         tracing::debug!(path = %path.display(), "metadata store opened");
+        let group = GroupCommit::start(write.clone());
         Ok(SqliteStore {
-            db: Db { read, write },
+            db: Db { read, write, group },
             path: path.to_owned(),
         })
+    }
+
+    /// How many write transactions the grouped writer has committed so far (each may hold
+    /// several writes), for diagnostics: compared with the number of writes, it shows how
+    /// much group commit is sharing.
+    pub fn grouped_commits(&self) -> u64 {
+        self.db.group.commits()
     }
 
     /// The database file, for logs and diagnostics.

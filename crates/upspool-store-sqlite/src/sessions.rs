@@ -1,7 +1,11 @@
 //! Upload sessions and their received ranges.
 //!
-//! Ranges are insert-only rows (one per committed segment), merged into a [`RangeSet`] when
-//! read: a commit never rewrites earlier ones, so it stays a small append.
+//! Ranges are kept merged: a commit replaces the rows its range overlaps or touches with one
+//! row covering them all, so a session has one row per disjoint run of received bytes (one,
+//! for an upload sent in order) however many segments it took. Reading a session's ranges
+//! thus costs the same for its first segment and its ten-thousandth; with one row per
+//! segment, as before, every request re-read them all (quadratic in the segment count).
+//! Readers still merge whatever rows there are, so databases written before stay correct.
 
 use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
@@ -46,19 +50,24 @@ pub(crate) async fn replace_upload_session(
     db: &Db,
     session: &UploadSession,
 ) -> Result<Vec<UploadSession>, StoreError> {
-    let mut tx = db.begin_write().await?;
-    // Ranges go with their sessions (ON DELETE CASCADE).
-    let old = sqlx::query(&format!(
-        "DELETE FROM upload_sessions WHERE document_id = ? RETURNING {SESSION_COLUMNS}"
-    ))
-    .bind(id(session.document_id))
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(map_err)?;
-    let old = codec::all(&old, codec::session)?;
-    insert_session(&mut tx, session).await?;
-    tx.commit().await.map_err(map_err)?;
-    Ok(old)
+    let session = session.clone();
+    db.group
+        .write(move |conn| {
+            Box::pin(async move {
+                // Ranges go with their sessions (ON DELETE CASCADE).
+                let old = sqlx::query(&format!(
+                    "DELETE FROM upload_sessions WHERE document_id = ? RETURNING {SESSION_COLUMNS}"
+                ))
+                .bind(id(session.document_id))
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(map_err)?;
+                let old = codec::all(&old, codec::session)?;
+                insert_session(conn, &session).await?;
+                Ok(old)
+            })
+        })
+        .await
 }
 
 /// Reads the session and its ranges in one read transaction, so they agree.
@@ -105,7 +114,8 @@ pub(crate) async fn session_of_document(
 }
 
 /// A session counts as gone when it is missing, completed, or its job has ended (a commit
-/// racing a cancel must not complete the document of a canceled job).
+/// racing a cancel must not complete the document of a canceled job). Runs in a grouped
+/// transaction: answered only once it is committed.
 pub(crate) async fn commit_segment(
     db: &Db,
     session: Uuid,
@@ -113,38 +123,58 @@ pub(crate) async fn commit_segment(
     expires: DateTime<Utc>,
     completion: Option<&Completion>,
 ) -> Result<CommitOutcome, StoreError> {
+    let completion = completion.cloned();
+    db.group
+        .write(move |conn| {
+            Box::pin(async move {
+                commit_segment_in(conn, session, range, expires, completion.as_ref()).await
+            })
+        })
+        .await
+}
+
+async fn commit_segment_in(
+    conn: &mut SqliteConnection,
+    session: Uuid,
+    range: ByteRange,
+    expires: DateTime<Utc>,
+    completion: Option<&Completion>,
+) -> Result<CommitOutcome, StoreError> {
     let session = id(session);
-    let (start, end) = (to_i64(range.start, "offset")?, to_i64(range.end, "offset")?);
-    let mut tx = db.begin_write().await?;
-    let job_id: Option<i64> = sqlx::query_scalar(
+    let updated: Option<(i64, i64)> = sqlx::query_as(
         "UPDATE upload_sessions SET expires = ?
           WHERE id = ? AND state = 'active'
             AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = upload_sessions.job_id
                               AND j.state IN ('completed', 'canceled', 'aborted'))
-          RETURNING job_id",
+          RETURNING job_id, size",
     )
     .bind(ts(expires)?)
     .bind(&session)
-    .fetch_all(&mut *tx)
+    .fetch_all(&mut *conn)
     .await
     .map_err(map_err)?
     .into_iter()
     .next();
-    let Some(job_id) = job_id else {
-        // Nothing was changed; dropping the transaction rolls it back.
+    let Some((job_id, size)) = updated else {
+        // Nothing was changed.
         return Ok(CommitOutcome::SessionGone);
     };
-    sqlx::query("INSERT INTO session_ranges (session_id, start, end_incl) VALUES (?, ?, ?)")
-        .bind(&session)
-        .bind(start)
-        .bind(end)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
+    record_range(conn, &session, range).await?;
     let Some(c) = completion else {
-        tx.commit().await.map_err(map_err)?;
         return Ok(CommitOutcome::Committed);
     };
+    // Completion is decided here, on the rows as this transaction sees them, so that commits
+    // of one session need not be serialised by the caller: whichever commit covers the last
+    // missing byte completes the session, in whatever order concurrent commits are applied.
+    let rows = sqlx::query("SELECT start, end_incl FROM session_ranges WHERE session_id = ?")
+        .bind(&session)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(map_err)?;
+    let received = RangeSet::from_ranges(codec::all(&rows, codec::range)?);
+    if !received.covers(u64::try_from(size).unwrap_or(u64::MAX)) {
+        return Ok(CommitOutcome::Committed);
+    }
 
     sqlx::query(
         "UPDATE upload_sessions SET state = 'completed', completed_at = ?, grace_until = ?
@@ -153,7 +183,7 @@ pub(crate) async fn commit_segment(
     .bind(ts(c.completed_at)?)
     .bind(ts(c.grace_until)?)
     .bind(&session)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await
     .map_err(map_err)?;
 
@@ -169,7 +199,7 @@ pub(crate) async fn commit_segment(
     .bind(d.blob.as_ref().map(|b| b.0.as_str()))
     .bind(id(d.id))
     .bind(&session)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await
     .map_err(map_err)?
     .rows_affected();
@@ -182,7 +212,7 @@ pub(crate) async fn commit_segment(
 
     let details: String = sqlx::query_scalar("SELECT details FROM jobs WHERE id = ?")
         .bind(job_id)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut *conn)
         .await
         .map_err(map_err)?;
     let mut details = parse_details(&details)?;
@@ -192,12 +222,46 @@ pub(crate) async fn commit_segment(
         sqlx::query("UPDATE jobs SET details = ? WHERE id = ?")
             .bind(details_json(&details)?)
             .bind(job_id)
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await
             .map_err(map_err)?;
     }
-    tx.commit().await.map_err(map_err)?;
     Ok(CommitOutcome::Completed)
+}
+
+/// Adds `range` to the session's rows, merged with every row it overlaps or touches.
+async fn record_range(
+    conn: &mut SqliteConnection,
+    session: &str,
+    range: ByteRange,
+) -> Result<(), StoreError> {
+    let (start, end) = (to_i64(range.start, "offset")?, to_i64(range.end, "offset")?);
+    // Rows touching [start, end]: they end at start - 1 or later and begin at end + 1 or
+    // earlier (`end` is below i64::MAX, being a byte offset inside a stored size).
+    let touched = sqlx::query(
+        "DELETE FROM session_ranges
+          WHERE session_id = ? AND end_incl >= ? - 1 AND start <= ? + 1
+          RETURNING start, end_incl",
+    )
+    .bind(session)
+    .bind(start)
+    .bind(end)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    let merged = codec::all(&touched, codec::range)?
+        .into_iter()
+        .fold(range, |m, r| {
+            ByteRange::new(m.start.min(r.start), m.end.max(r.end)).unwrap_or(m)
+        });
+    sqlx::query("INSERT INTO session_ranges (session_id, start, end_incl) VALUES (?, ?, ?)")
+        .bind(session)
+        .bind(to_i64(merged.start, "offset")?)
+        .bind(to_i64(merged.end, "offset")?)
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err)?;
+    Ok(())
 }
 
 pub(crate) async fn delete_upload_session(

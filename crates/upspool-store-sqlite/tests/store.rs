@@ -574,6 +574,40 @@ async fn commit_segment_with_completion_completes_session_document_and_job() {
     assert_eq!(after.expires, at(300));
 }
 
+/// Completion is decided by the store: a commit offering a completion completes only when the
+/// recorded ranges then cover the whole size, whichever commit that turns out to be.
+#[tokio::test]
+async fn commit_segment_completes_only_once_every_byte_is_recorded() {
+    let (_dir, store) = open().await;
+    let (_, j, d, s) = uploading(&store, 100).await;
+    let c = completion(&s, &d);
+    for range in [r(50, 99), r(0, 9), r(20, 49)] {
+        assert_eq!(
+            store
+                .commit_segment(s.id, range, at(200), Some(&c))
+                .await
+                .unwrap(),
+            CommitOutcome::Committed
+        );
+    }
+    let (active, _) = store.get_upload_session(s.id).await.unwrap().unwrap();
+    assert_eq!(active.state, SessionState::Active);
+    assert_eq!(store.get_document(d.id).await.unwrap(), Some(d.clone()));
+    assert_eq!(
+        store
+            .commit_segment(s.id, r(5, 24), at(300), Some(&c))
+            .await
+            .unwrap(),
+        CommitOutcome::Completed
+    );
+    let (done, ranges) = store.get_upload_session(s.id).await.unwrap().unwrap();
+    assert!(matches!(done.state, SessionState::Completed { .. }));
+    assert!(ranges.covers(100));
+    assert_eq!(store.get_document(d.id).await.unwrap(), Some(c.document));
+    let job = store.get_job(j.id).await.unwrap().unwrap();
+    assert!(!job.status.details.contains(&JobStateDetail::UploadPending));
+}
+
 #[tokio::test]
 async fn commit_segment_on_a_gone_session_records_nothing() {
     let (_dir, store) = open().await;
@@ -658,6 +692,47 @@ async fn concurrent_commits_are_all_recorded() {
     }
     let (_, ranges) = store.get_upload_session(s.id).await.unwrap().unwrap();
     assert_eq!(ranges.ranges(), &[r(0, 159)]);
+}
+
+/// Ranges are stored merged, one row per disjoint run of bytes however many segments made
+/// it, so reading a session's ranges does not grow with its segment count.
+#[tokio::test]
+async fn committed_ranges_are_stored_merged() {
+    let (dir, store) = open().await;
+    let (_, _, _, s) = uploading(&store, 1000).await;
+    for (a, b) in [
+        (20, 29),
+        (0, 9),
+        (10, 19),
+        (40, 49),
+        (60, 69),
+        (45, 62),
+        (999, 999),
+    ] {
+        assert_eq!(
+            store
+                .commit_segment(s.id, r(a, b), at(200), None)
+                .await
+                .unwrap(),
+            CommitOutcome::Committed
+        );
+    }
+    let (_, ranges) = store.get_upload_session(s.id).await.unwrap().unwrap();
+    assert_eq!(ranges.ranges(), &[r(0, 29), r(40, 69), r(999, 999)]);
+
+    let raw = sqlx::SqlitePool::connect_with(
+        sqlx::sqlite::SqliteConnectOptions::new().filename(dir.path().join("meta.db")),
+    )
+    .await
+    .unwrap();
+    let rows: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT start, end_incl FROM session_ranges WHERE session_id = ? ORDER BY start",
+    )
+    .bind(s.id.to_string())
+    .fetch_all(&raw)
+    .await
+    .unwrap();
+    assert_eq!(rows, vec![(0, 29), (40, 69), (999, 999)]);
 }
 
 #[tokio::test]
