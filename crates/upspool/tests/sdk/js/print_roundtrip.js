@@ -1,0 +1,104 @@
+// Prints files through upspool with Microsoft's JS Graph client (@microsoft/microsoft-graph-client
+// 3.0.7), unchanged: only the base URL, customHosts and the token differ from a program that
+// prints through Universal Print. Run by crates/upspool/tests/sdk_js.rs over upspool's HTTPS
+// listener, with its generated loopback certificate trusted through NODE_EXTRA_CA_CERTS.
+//
+// Environment:
+//   SDK_BASE_URL  e.g. https://127.0.0.1:PORT (no version: the client adds defaultVersion)
+//   SDK_VERSION   v1.0 (default) or beta
+//   SDK_TOKEN     a bearer token (`upspool token`)
+//   SDK_SHARE_ID  the share to print to
+// Arguments: the files to print, one job each.
+//
+// Prints one JSON object on stdout; any failure exits non-zero with the error on stderr.
+"use strict";
+
+const crypto = require("node:crypto");
+const fs = require("node:fs");
+const path = require("node:path");
+const {
+  Client,
+  FileUpload,
+  LargeFileUploadTask,
+  ResponseType,
+} = require("@microsoft/microsoft-graph-client");
+
+const sha256 = (buf) => crypto.createHash("sha256").update(buf).digest("hex");
+
+async function printFile(client, shareId, file) {
+  const data = fs.readFileSync(file);
+  const name = path.basename(file);
+  const jobs = `/print/shares/${shareId}/jobs`;
+  const out = { file: name, size: data.length };
+
+  const job = await client.api(jobs).post({ configuration: { copies: 1 } });
+  out.job = job.id;
+  out.created_state = job.status.state;
+  const docId = job.documents[0].id;
+  out.document = docId;
+  const docPath = `${jobs}/${job.id}/documents/${docId}`;
+
+  // The upload session through the task's own helper, then its upload loop with the default
+  // slice size (5 MiB). The file object needs its name and size given explicitly.
+  const session = await LargeFileUploadTask.createUploadSession(
+    client,
+    `${docPath}/createUploadSession`,
+    { properties: { documentName: name, contentType: "application/pdf", size: data.length } },
+  );
+  out.session = { url: session.url, expiry: session.expiry.toISOString() };
+  const progress = [];
+  const task = new LargeFileUploadTask(client, new FileUpload(data, name, data.length), session, {
+    uploadEventHandlers: { progress: (r) => progress.push([r.minValue, r.maxValue]) },
+  });
+  const result = await task.upload();
+  out.upload = { progress, responseBody: result.responseBody, location: result.location };
+
+  const back = await client.api(`${jobs}/${job.id}`).expand("documents").get();
+  out.read_back = {
+    id: back.id,
+    state: back.status.state,
+    context: back["@odata.context"],
+    documents: back.documents,
+  };
+
+  out.start_status = await client.api(`${jobs}/${job.id}/start`).post({});
+  const after = await client.api(`${jobs}/${job.id}`).get();
+  out.status_after_start = { state: after.status.state, isFetchable: after.isFetchable };
+
+  // $value answers 302 to a pre-authenticated https URL on the same host; fetch follows it.
+  const content = Buffer.from(
+    await client.api(`${docPath}/$value`).responseType(ResponseType.ARRAYBUFFER).get(),
+  );
+  out.download = { size: content.length, sha256: sha256(content), matches: sha256(content) === sha256(data) };
+  return out;
+}
+
+async function main() {
+  const base = process.env.SDK_BASE_URL;
+  const token = process.env.SDK_TOKEN;
+  const shareId = process.env.SDK_SHARE_ID;
+  // customHosts takes bare host names: without it the client strips Authorization from every
+  // request that does not go to a Microsoft Graph host.
+  const client = Client.init({
+    baseUrl: base,
+    defaultVersion: process.env.SDK_VERSION || "v1.0",
+    customHosts: new Set([new URL(base).hostname]),
+    authProvider: (done) => done(null, token),
+  });
+
+  const shares = await client.api("/print/shares").get();
+  const report = {
+    shares: shares.value.map((s) => ({ id: s.id, displayName: s.displayName })),
+    jobs: [],
+  };
+  for (const file of process.argv.slice(2)) {
+    report.jobs.push(await printFile(client, shareId, file));
+  }
+  console.log(JSON.stringify(report));
+}
+
+main().catch((e) => {
+  console.error(e && e.stack ? e.stack : e);
+  console.error(JSON.stringify(e));
+  process.exit(1);
+});
