@@ -154,6 +154,10 @@ async fn js_sdk_prints_over_https_with_custom_hosts() {
     assert_eq!(upload_puts(&plain, 202).await, 2, "202 answers");
     assert_eq!(upload_puts(&plain, 201).await, 2, "201 answers");
     for status in [400, 404, 413, 416] {
-        assert_eq!(upload_puts(&plain, status).await, 0, "no {status} on uploads");
+        assert_eq!(
+            upload_puts(&plain, status).await,
+            0,
+            "no {status} on uploads"
+        );
     }
 }

@@ -7,7 +7,10 @@
 //! replay with an empty body), reads each job back, starts it and downloads the document. The
 //! test checks what the SDK reported and, independently, what the server saw and stored.
 //!
-//! Without the environment the test is skipped, except in CI (`CI` set), where it fails.
+//! It runs twice: over plain HTTP on loopback, and over the HTTPS listener with the generated
+//! certificate trusted through `SSL_CERT_FILE` (httpx reads it), as a deployment with its own
+//! CA would. Without the environment the tests are skipped, except in CI (`CI` set), where they
+//! fail.
 
 mod common;
 
@@ -44,12 +47,30 @@ async fn upload_puts(api: &Api, status: u16) -> u64 {
     .await
 }
 
-#[tokio::test]
-async fn python_sdk_prints_uploads_starts_and_downloads() {
+/// Runs the SDK program against a fresh server (`tls`: through its HTTPS listener) and checks
+/// everything it reports and everything the server saw.
+async fn print_with_the_python_sdk(tls: bool) {
     let Some(python) = venv_python() else { return };
-    let server = Server::start(&[], &[]);
-    let target = sdk::print_target(&server, &Api::new(server.base_url())).await;
-    let user = Api::new(server.base_url()).with_token(&target.user_token);
+    let server = if tls {
+        Server::start(&["--tls-listen", "127.0.0.1:0"], &[])
+    } else {
+        Server::start(&[], &[])
+    };
+    let cert = server.data_dir().join("tls/cert.pem");
+    // The API base the SDK is given, and a client for the test's own checks on it.
+    let (base, http) = match server.https_url() {
+        Some(https) => (https.to_string(), no_redirect_client_trusting(&cert)),
+        None => (
+            server.base_url().to_string(),
+            Api::new("http://unused").http,
+        ),
+    };
+    let mut api = Api::new(&base);
+    api.http = http;
+    let target = sdk::print_target(&server, &api).await;
+    let user = api.with_token(&target.user_token);
+    // /metrics on the plain listener.
+    let plain = Api::new(server.base_url());
 
     let files = tempfile::TempDir::new().unwrap();
     let inputs = [
@@ -63,13 +84,24 @@ async fn python_sdk_prints_uploads_starts_and_downloads() {
     let mut cmd = Command::new(&python);
     cmd.arg(sdk::sdk_dir("python/print_roundtrip.py"))
         .args(inputs.iter().map(|(n, _)| files.path().join(n)))
-        .env("SDK_BASE_URL", format!("{}/v1.0", server.base_url()))
+        .env("SDK_BASE_URL", format!("{base}/v1.0"))
         .env("SDK_TOKEN", &target.user_token)
         .env("SDK_SHARE_ID", &target.share)
         .env("PYTHONUNBUFFERED", "1");
+    if tls {
+        cmd.env("SSL_CERT_FILE", &cert);
+    } else {
+        cmd.env_remove("SSL_CERT_FILE");
+    }
     let run = sdk::run_program(cmd, Duration::from_secs(300)).await;
-    eprintln!("python SDK program ran {:?}", run.elapsed);
+    eprintln!("python SDK program (tls: {tls}) ran {:?}", run.elapsed);
     let report = run.json("print_roundtrip.py");
+    // LargeFileUploadTask logs and swallows errors inside its loop: there must be none.
+    assert!(
+        !run.stderr.contains("Error uploading chunk"),
+        "the task hit errors:\n{}",
+        run.stderr
+    );
 
     // The share is listed with its name.
     let shares = report["shares"].as_array().expect("shares");
@@ -86,7 +118,14 @@ async fn python_sdk_prints_uploads_starts_and_downloads() {
         let size = bytes.len() as u64;
         let doc = job["document"].as_str().expect("document id");
         assert_eq!(job["created_state"], "paused", "{name}: {job}");
-        // The session as the SDK parsed it: a timezone-aware expiry, closed ranges.
+        // The Graph error envelope, parsed by the SDK into an ODataError.
+        let early = &job["early_start"];
+        assert_eq!(early["status"], 400, "{name}: {job}");
+        assert_eq!(early["code"], "invalidRequest", "{name}: {job}");
+        assert!(early["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(early["request_id"].is_string(), "{name}: {job}");
+        // The session as the SDK parsed it: a timezone-aware expiry, closed ranges, the
+        // upload URL on the listener the SDK was given.
         assert_eq!(
             job["session"]["nextExpectedRanges"],
             serde_json::json!([format!("0-{}", size - 1)]),
@@ -98,6 +137,12 @@ async fn python_sdk_prints_uploads_starts_and_downloads() {
                 .is_some_and(|t| t.ends_with("+00:00")),
             "{name}: aware expiry: {job}"
         );
+        assert!(
+            job["session"]["uploadUrl"]
+                .as_str()
+                .is_some_and(|u| u.starts_with(&format!("{base}/uploadSessions/"))),
+            "{name}: {job}"
+        );
         // upload() returned (it raises when the replay is refused) with the replay's answer:
         // the same document.
         let upload = &job["upload"];
@@ -105,10 +150,15 @@ async fn python_sdk_prints_uploads_starts_and_downloads() {
         assert_eq!(upload["replay_response"]["id"], doc, "{name}: {job}");
         assert_eq!(upload["replay_response"]["size"], size, "{name}: {job}");
         assert_eq!(upload["replay_response"]["documentName"], *name, "{name}");
-        // Progress: slices of C, then C + 1 (msgraph-core's arithmetic), up to the size.
-        let progress: Vec<Vec<u64>> = serde_json::from_value(upload["progress"].clone()).unwrap();
-        assert!(!progress.is_empty(), "{name}: progress reported");
-        assert_eq!(progress.last().unwrap()[1], size, "{name}: {progress:?}");
+        // Progress: the first slice, then msgraph-core's C + 1 arithmetic, up to the size.
+        let progress: Vec<[u64; 2]> = serde_json::from_value(upload["progress"].clone()).unwrap();
+        // (It reports ends capped at the size, not size - 1.)
+        let mut expected = vec![[0, (SLICE - 1).min(size)]];
+        while expected.last().unwrap()[1] < size - 1 {
+            let start = expected.last().unwrap()[1] + 1;
+            expected.push([start, (start + SLICE).min(size)]);
+        }
+        assert_eq!(progress, expected, "{name}: progress");
 
         // Read back with its document, uploaded.
         let back = &job["read_back"];
@@ -128,7 +178,8 @@ async fn python_sdk_prints_uploads_starts_and_downloads() {
             "{name}: {job}"
         );
 
-        // Downloaded through $value by the SDK, equal to the input.
+        // Downloaded through $value by the SDK (it refuses a redirect that changes the
+        // scheme), equal to the input.
         assert_eq!(job["download"]["size"], size, "{name}");
         assert_eq!(job["download"]["sha256"], sha256(bytes), "{name}");
         assert_eq!(job["download"]["matches"], true, "{name}");
@@ -145,14 +196,45 @@ async fn python_sdk_prints_uploads_starts_and_downloads() {
         assert_eq!(v["status"]["state"], "processing", "{name}: {v}");
     }
 
+    // Paging through @odata.nextLink with the SDK's PageIterator: every job, newest first.
+    let mut ids: Vec<&str> = jobs.iter().map(|j| j["job"].as_str().unwrap()).collect();
+    ids.reverse();
+    assert_eq!(report["paged_job_ids"], serde_json::json!(ids), "{report}");
+
     // What the server saw: the 12 MiB file in three slices (C, C + 1, the rest), the small one
     // in one; each completion followed by the task's replay, answered 201 as well.
-    let large = 12 * MIB as u64;
-    let slices = large.div_ceil(SLICE + 1);
-    assert_eq!(slices, 3);
-    assert_eq!(upload_puts(&user, 202).await, slices - 1, "202 answers");
-    assert_eq!(upload_puts(&user, 201).await, 2 * 2, "201 answers (two replays)");
+    assert_eq!(upload_puts(&plain, 202).await, 2, "202 answers");
+    assert_eq!(
+        upload_puts(&plain, 201).await,
+        2 * 2,
+        "201 answers (two replays)"
+    );
     for status in [400, 404, 413, 416] {
-        assert_eq!(upload_puts(&user, status).await, 0, "no {status} on uploads");
+        assert_eq!(
+            upload_puts(&plain, status).await,
+            0,
+            "no {status} on uploads"
+        );
     }
+}
+
+/// A client trusting only `cert` that, like `Api::new`'s, does not follow redirects.
+fn no_redirect_client_trusting(cert: &std::path::Path) -> reqwest::Client {
+    let pem = std::fs::read(cert).expect("the generated certificate");
+    reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn python_sdk_prints_uploads_starts_and_downloads() {
+    print_with_the_python_sdk(false).await;
+}
+
+#[tokio::test]
+async fn python_sdk_over_https_with_the_generated_certificate() {
+    print_with_the_python_sdk(true).await;
 }

@@ -21,7 +21,9 @@ pub fn workspace_root() -> PathBuf {
 
 /// `crates/upspool/tests/sdk/{rel}`: the SDK programs and their pinned dependencies.
 pub fn sdk_dir(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sdk")
+        .join(rel)
 }
 
 /// True when running in CI (`CI` set and not empty): a missing SDK environment then fails

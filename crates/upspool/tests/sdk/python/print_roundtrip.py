@@ -33,11 +33,14 @@ from msgraph.generated.models.print_document_upload_properties import (
 from msgraph.generated.print.shares.item.jobs.item.documents.item.create_upload_session.create_upload_session_post_request_body import (
     CreateUploadSessionPostRequestBody,
 )
+from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.generated.print.shares.item.jobs.item.print_job_item_request_builder import (
     PrintJobItemRequestBuilder,
 )
+from msgraph.generated.print.shares.item.jobs.jobs_request_builder import JobsRequestBuilder
 from kiota_abstractions.base_request_configuration import RequestConfiguration
 from msgraph_core.tasks.large_file_upload import LargeFileUploadTask
+from msgraph_core.tasks.page_iterator import PageIterator
 
 
 def sha256_file(path):
@@ -74,6 +77,18 @@ async def print_file(client, adapter, share_id, path):
     out["document"] = doc_id
     job_rb = share.jobs.by_print_job_id(job.id)
     doc_rb = job_rb.documents.by_print_document_id(doc_id)
+
+    # Starting before the upload is refused; the SDK turns the Graph error into an ODataError.
+    try:
+        await job_rb.start.post()
+        out["early_start"] = None
+    except ODataError as e:
+        out["early_start"] = {
+            "status": e.response_status_code,
+            "code": e.error.code,
+            "message": e.error.message,
+            "request_id": e.error.inner_error.request_id if e.error.inner_error else None,
+        }
 
     # The upload session, through the SDK's request builder.
     body = CreateUploadSessionPostRequestBody(
@@ -159,6 +174,19 @@ async def main():
     }
     for path in sys.argv[1:]:
         report["jobs"].append(await print_file(client, adapter, share_id, path))
+
+    # The share's jobs, newest first, one per page: the SDK's PageIterator follows
+    # @odata.nextLink.
+    first = await client.print.shares.by_printer_share_id(share_id).jobs.get(
+        request_configuration=RequestConfiguration(
+            query_parameters=JobsRequestBuilder.JobsRequestBuilderGetQueryParameters(
+                top=1, orderby=["createdDateTime desc"]
+            )
+        )
+    )
+    paged = []
+    await PageIterator(first, adapter).iterate(lambda j: paged.append(j.id) or True)
+    report["paged_job_ids"] = paged
     print(json.dumps(report))
 
 
