@@ -4,8 +4,9 @@
 //! static token.
 //!
 //! `tests/sdk/js/print_roundtrip.js` lists shares, prints a 12 MiB file (three 5 MiB slices) and
-//! a small one (one slice) with the client's `LargeFileUploadTask`, reads each job back, starts
-//! it and downloads the document. The test checks what the client reported and, independently,
+//! a small one (one slice) with the client's `LargeFileUploadTask` (after cancelling a first
+//! session through the task), reads each job back, starts it, downloads the document and pages
+//! through the share's jobs. The test checks what the client reported and, independently,
 //! what the server saw and stored.
 //!
 //! Without `node` or the installed client the test is skipped, except in CI (`CI` set), where it
@@ -113,6 +114,18 @@ async fn js_sdk_prints_over_https_with_custom_hosts() {
         let size = bytes.len() as u64;
         let doc = job["document"].as_str().expect("document id");
         assert_eq!(job["created_state"], "paused", "{name}: {job}");
+        // The Graph error envelope, turned into a GraphError by the client.
+        let early = &job["early_start"];
+        assert_eq!(early["status"], 400, "{name}: {job}");
+        assert_eq!(early["code"], "invalidRequest", "{name}: {job}");
+        assert!(early["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(early["requestId"].is_string(), "{name}: {job}");
+        // cancel(): exactly 204, so the client marks the session cancelled.
+        assert_eq!(
+            job["cancelled_session"],
+            json!({"status": 204, "isCancelled": true}),
+            "{name}: {job}"
+        );
         // An https upload URL with two path segments (the client takes the first as a version).
         let url = job["session"]["url"].as_str().expect("upload URL");
         assert!(
@@ -149,6 +162,11 @@ async fn js_sdk_prints_over_https_with_custom_hosts() {
         let (_, stored) = user.download(&jref).await;
         assert_eq!(sha256(&stored), sha256(bytes), "{name}: stored bytes");
     }
+
+    // Paging through @odata.nextLink with the client's PageIterator: every job, newest first.
+    let mut ids: Vec<&str> = jobs.iter().map(|j| j["job"].as_str().unwrap()).collect();
+    ids.reverse();
+    assert_eq!(report["paged_job_ids"], json!(ids), "{report}");
 
     // What the server saw: 3 + 1 slices, one 201 per document, no replays, no errors.
     assert_eq!(upload_puts(&plain, 202).await, 2, "202 answers");

@@ -20,6 +20,7 @@ const {
   Client,
   FileUpload,
   LargeFileUploadTask,
+  PageIterator,
   ResponseType,
 } = require("@microsoft/microsoft-graph-client");
 
@@ -38,13 +39,25 @@ async function printFile(client, shareId, file) {
   out.document = docId;
   const docPath = `${jobs}/${job.id}/documents/${docId}`;
 
+  // Starting before the upload is refused; the client throws a GraphError built from the
+  // Graph error envelope.
+  try {
+    await client.api(`${jobs}/${job.id}/start`).post({});
+    out.early_start = null;
+  } catch (e) {
+    out.early_start = { status: e.statusCode, code: e.code, message: e.message, requestId: e.requestId };
+  }
+
+  // A session cancelled through the task: the client marks it cancelled only on exactly 204.
+  const payload = { properties: { documentName: name, contentType: "application/pdf", size: data.length } };
+  const dropped = await LargeFileUploadTask.createUploadSession(client, `${docPath}/createUploadSession`, payload);
+  const dropTask = new LargeFileUploadTask(client, new FileUpload(data, name, data.length), dropped);
+  const cancelled = await dropTask.cancel();
+  out.cancelled_session = { status: cancelled.status, isCancelled: dropped.isCancelled === true };
+
   // The upload session through the task's own helper, then its upload loop with the default
   // slice size (5 MiB). The file object needs its name and size given explicitly.
-  const session = await LargeFileUploadTask.createUploadSession(
-    client,
-    `${docPath}/createUploadSession`,
-    { properties: { documentName: name, contentType: "application/pdf", size: data.length } },
-  );
+  const session = await LargeFileUploadTask.createUploadSession(client, `${docPath}/createUploadSession`, payload);
   out.session = { url: session.url, expiry: session.expiry.toISOString() };
   const progress = [];
   const task = new LargeFileUploadTask(client, new FileUpload(data, name, data.length), session, {
@@ -94,6 +107,12 @@ async function main() {
   for (const file of process.argv.slice(2)) {
     report.jobs.push(await printFile(client, shareId, file));
   }
+
+  // The share's jobs, newest first, one per page: PageIterator follows @odata.nextLink.
+  const first = await client.api(`/print/shares/${shareId}/jobs`).top(1).orderby("createdDateTime desc").get();
+  const paged = [];
+  await new PageIterator(client, first, (j) => { paged.push(j.id); return true; }).iterate();
+  report.paged_job_ids = paged;
   console.log(JSON.stringify(report));
 }
 
