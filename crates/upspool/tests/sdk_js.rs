@@ -178,4 +178,11 @@ async fn js_sdk_prints_over_https_with_custom_hosts() {
             "no {status} on uploads"
         );
     }
+    let deletes = sdk::metric(
+        &plain.base,
+        &plain.http,
+        "upspool_http_requests_total{method=\"DELETE\",route=\"/uploadSessions/{session}\",status=\"204\"}",
+    )
+    .await;
+    assert_eq!(deletes, 2, "one cancelled session per document");
 }
