@@ -112,6 +112,13 @@ async fn print_with_the_python_sdk(tls: bool) {
         "share listed: {report}"
     );
 
+    // The share's printer through the SDK's `.printer.get()` navigation.
+    assert_eq!(
+        report["share_printer"],
+        serde_json::json!({"id": target.printer, "displayName": "SDK printer"}),
+        "{report}"
+    );
+
     let jobs = report["jobs"].as_array().expect("jobs");
     assert_eq!(jobs.len(), inputs.len(), "{report}");
     for ((name, bytes), job) in inputs.iter().zip(jobs) {

@@ -172,6 +172,9 @@ async def main():
         "shares": [{"id": s.id, "displayName": s.display_name} for s in shares.value or []],
         "jobs": [],
     }
+    # The share's printer, through the generated navigation.
+    printer = await client.print.shares.by_printer_share_id(share_id).printer.get()
+    report["share_printer"] = {"id": printer.id, "displayName": printer.display_name}
     for path in sys.argv[1:]:
         report["jobs"].append(await print_file(client, adapter, share_id, path))
 
