@@ -16,6 +16,17 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 sdk="$root/crates/upspool/tests/sdk"
 env_dir="$root/target/sdk-env"
 
+# This machine kind has python3 (with venv) and Node.js 20 with npm; elsewhere, install them
+# from Debian's packages when allowed (root).
+need() { # command, debian packages...
+    command -v "$1" >/dev/null && return
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "sdk-env: $1 missing, installing ${*:2} from Debian's packages"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${@:2}"
+    fi
+    command -v "$1" >/dev/null || { echo "sdk-env: $1 not found; install ${*:2}" >&2; exit 1; }
+}
+
 stamp_ok() { # stamp-file, input-file
     [ -f "$1" ] && [ "$(cat "$1")" = "$(sha256sum "$2" | cut -d' ' -f1)" ]
 }
@@ -27,7 +38,7 @@ if stamp_ok "$py_dir/.stamp" "$req" && [ -x "$py_dir/bin/python" ]; then
     echo "sdk-env: python venv up to date ($py_dir)"
 else
     python="${PYTHON:-python3}"
-    command -v "$python" >/dev/null || { echo "sdk-env: $python not found" >&2; exit 1; }
+    [ -n "${PYTHON:-}" ] || need python3 python3 python3-venv
     echo "sdk-env: creating $py_dir with $("$python" --version)"
     start=$(date +%s)
     rm -rf "$py_dir"
@@ -44,7 +55,8 @@ lock="$js_dir/package-lock.json"
 if stamp_ok "$js_dir/node_modules/.upspool-stamp" "$lock"; then
     echo "sdk-env: js node_modules up to date ($js_dir/node_modules)"
 else
-    command -v npm >/dev/null || { echo "sdk-env: npm not found" >&2; exit 1; }
+    need node nodejs
+    need npm npm
     echo "sdk-env: npm ci in $js_dir (node $(node --version))"
     (cd "$js_dir" && npm ci --no-audit --no-fund --loglevel=error)
     sha256sum "$lock" | cut -d' ' -f1 > "$js_dir/node_modules/.upspool-stamp"
