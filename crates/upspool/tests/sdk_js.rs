@@ -42,17 +42,6 @@ fn node() -> Option<PathBuf> {
     sdk::require("node", "SDK_NODE", node)
 }
 
-async fn upload_puts(api: &Api, status: u16) -> u64 {
-    sdk::metric(
-        &api.base,
-        &api.http,
-        &format!(
-            "upspool_http_requests_total{{method=\"PUT\",route=\"/uploadSessions/{{session}}\",status=\"{status}\"}}"
-        ),
-    )
-    .await
-}
-
 #[tokio::test]
 async fn js_sdk_prints_over_https_with_custom_hosts() {
     let Some(node) = node() else { return };
@@ -67,14 +56,7 @@ async fn js_sdk_prints_over_https_with_custom_hosts() {
     let https = server.https_url().expect("an HTTPS listener").to_string();
     let cert = server.data_dir().join("tls/cert.pem");
     let mut tls_api = Api::new(&https);
-    // Trusts the generated certificate and, like `Api::new`, does not follow redirects.
-    let pem = std::fs::read(&cert).expect("the generated certificate");
-    tls_api.http = reqwest::Client::builder()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    tls_api.http = common::client_trusting_without_redirects(&cert);
     let target = sdk::print_target(&server, &tls_api).await;
     let user = tls_api.with_token(&target.user_token);
     let plain = Api::new(server.base_url());
@@ -169,20 +151,23 @@ async fn js_sdk_prints_over_https_with_custom_hosts() {
     assert_eq!(report["paged_job_ids"], json!(ids), "{report}");
 
     // What the server saw: 3 + 1 slices, one 201 per document, no replays, no errors.
-    assert_eq!(upload_puts(&plain, 202).await, 2, "202 answers");
-    assert_eq!(upload_puts(&plain, 201).await, 2, "201 answers");
+    assert_eq!(
+        sdk::upload_requests(&plain, "PUT", 202).await,
+        2,
+        "202 answers"
+    );
+    assert_eq!(
+        sdk::upload_requests(&plain, "PUT", 201).await,
+        2,
+        "201 answers"
+    );
     for status in [400, 404, 413, 416] {
         assert_eq!(
-            upload_puts(&plain, status).await,
+            sdk::upload_requests(&plain, "PUT", status).await,
             0,
             "no {status} on uploads"
         );
     }
-    let deletes = sdk::metric(
-        &plain.base,
-        &plain.http,
-        "upspool_http_requests_total{method=\"DELETE\",route=\"/uploadSessions/{session}\",status=\"204\"}",
-    )
-    .await;
+    let deletes = sdk::upload_requests(&plain, "DELETE", 204).await;
     assert_eq!(deletes, 2, "one cancelled session per document");
 }

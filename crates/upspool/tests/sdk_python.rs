@@ -35,18 +35,6 @@ fn venv_python() -> Option<std::path::PathBuf> {
     )
 }
 
-/// `upspool_http_requests_total` for PUTs on upload URLs with `status`.
-async fn upload_puts(api: &Api, status: u16) -> u64 {
-    sdk::metric(
-        &api.base,
-        &api.http,
-        &format!(
-            "upspool_http_requests_total{{method=\"PUT\",route=\"/uploadSessions/{{session}}\",status=\"{status}\"}}"
-        ),
-    )
-    .await
-}
-
 /// Runs the SDK program against a fresh server (`tls`: through its HTTPS listener) and checks
 /// everything it reports and everything the server saw.
 async fn print_with_the_python_sdk(tls: bool) {
@@ -59,7 +47,10 @@ async fn print_with_the_python_sdk(tls: bool) {
     let cert = server.data_dir().join("tls/cert.pem");
     // The API base the SDK is given, and a client for the test's own checks on it.
     let (base, http) = match server.https_url() {
-        Some(https) => (https.to_string(), no_redirect_client_trusting(&cert)),
+        Some(https) => (
+            https.to_string(),
+            common::client_trusting_without_redirects(&cert),
+        ),
         None => (
             server.base_url().to_string(),
             Api::new("http://unused").http,
@@ -210,30 +201,23 @@ async fn print_with_the_python_sdk(tls: bool) {
 
     // What the server saw: the 12 MiB file in three slices (C, C + 1, the rest), the small one
     // in one; each completion followed by the task's replay, answered 201 as well.
-    assert_eq!(upload_puts(&plain, 202).await, 2, "202 answers");
     assert_eq!(
-        upload_puts(&plain, 201).await,
+        sdk::upload_requests(&plain, "PUT", 202).await,
+        2,
+        "202 answers"
+    );
+    assert_eq!(
+        sdk::upload_requests(&plain, "PUT", 201).await,
         2 * 2,
         "201 answers (two replays)"
     );
     for status in [400, 404, 413, 416] {
         assert_eq!(
-            upload_puts(&plain, status).await,
+            sdk::upload_requests(&plain, "PUT", status).await,
             0,
             "no {status} on uploads"
         );
     }
-}
-
-/// A client trusting only `cert` that, like `Api::new`'s, does not follow redirects.
-fn no_redirect_client_trusting(cert: &std::path::Path) -> reqwest::Client {
-    let pem = std::fs::read(cert).expect("the generated certificate");
-    reqwest::Client::builder()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
 }
 
 #[tokio::test]

@@ -1126,14 +1126,8 @@ async fn a_segment_cut_off_by_the_shutdown_timeout_counts_as_never_received() {
 async fn with_tls_upload_and_download_urls_are_https_for_the_sdks() {
     let server = dev_server(&["--tls-listen", "127.0.0.1:0"]);
     let https = server.https_url().expect("an HTTPS listener").to_string();
-    let pem = std::fs::read(server.data_dir().join("tls/cert.pem")).unwrap();
     let mut api = Api::new(&https);
-    api.http = reqwest::Client::builder()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    api.http = common::client_trusting_without_redirects(&server.data_dir().join("tls/cert.pem"));
     let data = random_bytes(3000, 11);
     let (job, url) = api.ready_upload(data.len() as u64).await;
     let rest = url

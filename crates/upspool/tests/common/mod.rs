@@ -438,6 +438,19 @@ fn connectable(addr: &str) -> String {
     }
 }
 
+/// Like [`client_trusting`], but not following redirects (as [`api::Api::new`]'s client), so
+/// that tests see `302` answers themselves.
+pub fn client_trusting_without_redirects(cert: &Path) -> reqwest::Client {
+    let pem = std::fs::read(cert).unwrap_or_else(|e| panic!("read {}: {e}", cert.display()));
+    reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("a PEM certificate"))
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
 /// A reqwest client whose only trusted root is the PEM certificate at `cert`.
 pub fn client_trusting(cert: &Path) -> reqwest::Client {
     let pem = std::fs::read(cert).unwrap_or_else(|e| panic!("read {}: {e}", cert.display()));

@@ -197,3 +197,15 @@ pub async fn metric(base: &str, client: &reqwest::Client, sample: &str) -> u64 {
         .find_map(|l| l.strip_prefix(sample)?.trim().parse::<f64>().ok())
         .map_or(0, |v| v as u64)
 }
+
+/// `upspool_http_requests_total` for `method` on upload URLs answered with `status`.
+pub async fn upload_requests(api: &Api, method: &str, status: u16) -> u64 {
+    metric(
+        &api.base,
+        &api.http,
+        &format!(
+            "upspool_http_requests_total{{method=\"{method}\",route=\"/uploadSessions/{{session}}\",status=\"{status}\"}}"
+        ),
+    )
+    .await
+}
