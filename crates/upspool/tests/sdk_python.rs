@@ -78,7 +78,9 @@ async fn print_with_the_python_sdk(tls: bool) {
         .env("SDK_BASE_URL", format!("{base}/v1.0"))
         .env("SDK_TOKEN", &target.user_token)
         .env("SDK_SHARE_ID", &target.share)
-        .env("PYTHONUNBUFFERED", "1");
+        .env("PYTHONUNBUFFERED", "1")
+        // httpx honours proxy variables: loopback must never go through one.
+        .env("NO_PROXY", "127.0.0.1,localhost");
     if tls {
         cmd.env("SSL_CERT_FILE", &cert);
     } else {
