@@ -131,6 +131,14 @@ async fn js_sdk_prints_over_https_with_custom_hosts() {
                 .is_some_and(|c| c.starts_with(&format!("{https}/v1.0/$metadata#"))),
             "{name}: {back}"
         );
+        // Through beta: beta's context and beta's extra properties.
+        assert!(
+            job["beta"]["context"]
+                .as_str()
+                .is_some_and(|c| c.starts_with(&format!("{https}/beta/$metadata#"))),
+            "{name}: {job}"
+        );
+        assert_eq!(job["beta"]["hasDisplayName"], true, "{name}: {job}");
         assert_eq!(job["start_status"]["state"], "processing", "{name}: {job}");
         assert_eq!(job["status_after_start"]["state"], "processing", "{name}");
         assert_eq!(job["download"]["sha256"], sha256(bytes), "{name}");

@@ -74,6 +74,10 @@ async function printFile(client, shareId, file) {
     documents: back.documents,
   };
 
+  // The same job through beta (per request; `defaultVersion: "beta"` does it for all).
+  const beta = await client.api(`${jobs}/${job.id}`).version("beta").get();
+  out.beta = { context: beta["@odata.context"], hasDisplayName: "displayName" in beta };
+
   out.start_status = await client.api(`${jobs}/${job.id}/start`).post({});
   const after = await client.api(`${jobs}/${job.id}`).get();
   out.status_after_start = { state: after.status.state, isFetchable: after.isFetchable };
