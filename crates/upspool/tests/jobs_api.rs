@@ -793,3 +793,105 @@ async fn operations_endpoints_report_health_readiness_and_metrics() {
     assert!(value("upspool_upload_sync_seconds_count") >= 1.0);
     assert!(text.contains("upspool_http_requests_total{method=\"PUT\",route=\"/uploadSessions/{session}\",status=\"201\"} 1"), "{text}");
 }
+
+/// `GET /print/shares/{id}/printer`, the navigation Microsoft's SDKs generate
+/// (`.printer.get()`): the shared printer for whoever may read the share, Graph's errors
+/// otherwise.
+#[tokio::test]
+async fn a_share_navigates_to_its_printer() {
+    let server = Server::start(&[], &[]);
+    let api = Api::new(server.base_url());
+    let admin = api.with_token(&common::sdk::mint(
+        &server,
+        &[
+            "--user",
+            "admin@example.com",
+            "--scopes",
+            "Printer.FullControl.All PrinterShare.ReadWrite.All",
+        ],
+    ));
+    let printer = admin.printer("Hall").await;
+    let share = admin.share(&printer, "Hall share").await;
+    let reader = api.with_token(&common::sdk::mint(
+        &server,
+        &[
+            "--user",
+            "alice@example.com",
+            "--scopes",
+            "PrintJob.ReadWrite PrinterShare.ReadBasic.All",
+        ],
+    ));
+    let v = Api::expect(
+        reader.get(&format!("/print/shares/{share}/printer")).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(v["id"], printer.as_str());
+    assert_eq!(v["displayName"], "Hall");
+    assert_eq!(
+        v["@odata.context"],
+        format!(
+            "{}/v1.0/$metadata#print/shares('{share}')/printer/$entity",
+            server.base_url()
+        )
+    );
+    // Matched case-insensitively, like every navigation segment.
+    let v = Api::expect(
+        reader.get(&format!("/print/shares/{share}/Printer")).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(v["id"], printer.as_str());
+    // Without a share permission: 403; unknown or malformed shares: 404; unsupported options.
+    let printing_only = api.with_token(&common::sdk::mint(
+        &server,
+        &[
+            "--user",
+            "bob@example.com",
+            "--scopes",
+            "PrintJob.ReadWrite",
+        ],
+    ));
+    assert_graph_error(
+        printing_only
+            .get(&format!("/print/shares/{share}/printer"))
+            .await,
+        StatusCode::FORBIDDEN,
+        "accessDenied",
+        None,
+    )
+    .await;
+    for missing in ["3f2b4c9e-1d6a-4e8b-9c0f-5a7d2e1b8c46", "nope"] {
+        assert_graph_error(
+            reader
+                .get(&format!("/print/shares/{missing}/printer"))
+                .await,
+            StatusCode::NOT_FOUND,
+            "itemNotFound",
+            None,
+        )
+        .await;
+    }
+    assert_graph_error(
+        reader
+            .get(&format!("/print/shares/{share}/printer?$select=id"))
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalidRequest",
+        Some("invalidQueryOption"),
+    )
+    .await;
+    assert_graph_error(
+        reader
+            .send(
+                Method::DELETE,
+                &format!("/print/shares/{share}/printer"),
+                None,
+            )
+            .await,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "notSupported",
+        None,
+    )
+    .await;
+}

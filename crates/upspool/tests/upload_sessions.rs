@@ -1116,3 +1116,36 @@ async fn a_segment_cut_off_by_the_shutdown_timeout_counts_as_never_received() {
     let api = Api::new(server.base_url());
     assert_eq!(ranges(&api.status(&url).await), vec!["0-199999"]);
 }
+
+/// What Microsoft's JS client needs over HTTPS (it treats any URL without `https://` as a
+/// relative path and the first path segment as an API version), checked without the SDK: with
+/// a TLS listener the upload URL is https with two path segments and a `tempauthtoken` that
+/// has no `&`, the `$value` redirect keeps the https scheme (the Python SDK refuses scheme
+/// changes), and upload answers are JSON.
+#[tokio::test]
+async fn with_tls_upload_and_download_urls_are_https_for_the_sdks() {
+    let server = dev_server(&["--tls-listen", "127.0.0.1:0"]);
+    let https = server.https_url().expect("an HTTPS listener").to_string();
+    let mut api = Api::new(&https);
+    api.http = common::client_trusting_without_redirects(&server.data_dir().join("tls/cert.pem"));
+    let data = random_bytes(3000, 11);
+    let (job, url) = api.ready_upload(data.len() as u64).await;
+    let rest = url
+        .strip_prefix(&format!("{https}/"))
+        .unwrap_or_else(|| panic!("upload URL on the HTTPS listener: {url}"));
+    let (path, query) = rest.split_once('?').expect("a query");
+    assert_eq!(path.split('/').count(), 2, "two path segments: {url}");
+    assert!(path.starts_with("uploadSessions/"), "{url}");
+    assert!(
+        query.starts_with("tempauthtoken=") && !query.contains('&'),
+        "{url}"
+    );
+    let done = api.upload_all(&url, &data, 1000).await;
+    assert_eq!(done["size"], 3000);
+    let (location, bytes) = api.download(&job).await;
+    assert!(
+        location.starts_with(&format!("{https}/downloads/")),
+        "{location}"
+    );
+    assert_eq!(sha256(&bytes), sha256(&data));
+}

@@ -51,6 +51,10 @@ pub fn router() -> Router<AppState> {
             .route(
                 &format!("{v}/print/shares/{{id}}"),
                 get(shares::get).delete(shares::delete),
+            )
+            .route(
+                &format!("{v}/print/shares/{{id}}/printer"),
+                get(shares::printer),
             );
         for list in ["allowedUsers", "allowedGroups"] {
             let base = format!("{v}/print/shares/{{id}}/{list}");
@@ -108,6 +112,7 @@ pub const CANONICAL_SEGMENTS: &[&str] = &[
     "print",
     "printers",
     "shares",
+    "printer",
     "jobs",
     "documents",
     "tasks",

@@ -1,4 +1,5 @@
-//! `/print/shares`: create (with `printer@odata.bind`), list, get (`$expand=printer`), delete.
+//! `/print/shares`: create (with `printer@odata.bind`), list, get (`$expand=printer`), delete,
+//! and the `printer` navigation (`GET /print/shares/{id}/printer`, the SDKs' `.printer.get()`).
 
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
@@ -57,6 +58,33 @@ pub async fn get(
         &addr,
         views::share(&share, printer.as_ref()),
         "print/shares/$entity",
+    );
+    Ok(v.into_response())
+}
+
+/// `GET /print/shares/{id}/printer`: the shared printer, readable by whoever may read the
+/// share with `$expand=printer` (the same check). Microsoft's SDKs generate this navigation
+/// (`client.print.shares.by_printer_share_id(s).printer.get()`).
+pub async fn printer(
+    State(st): State<AppState>,
+    Caller(who): Caller,
+    addr: Addr,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    let opts = odata::parse(q.as_deref(), Target::Item, &[])?;
+    if opts.select.is_some() {
+        return Err(ApiError::invalid_query(
+            "$select is not supported on printers.",
+        ));
+    }
+    let id = share_id(&addr)?;
+    let share = st.service.get_share(&who, id).await?;
+    let printer = st.service.printer_of_share(&who, &share).await?;
+    let v = super::with_context(
+        &st,
+        &addr,
+        views::printer(&printer),
+        &format!("print/shares('{id}')/printer/$entity"),
     );
     Ok(v.into_response())
 }

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod sdk;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
@@ -435,6 +436,19 @@ fn connectable(addr: &str) -> String {
         }
         _ => addr.to_string(),
     }
+}
+
+/// Like [`client_trusting`], but not following redirects (as [`api::Api::new`]'s client), so
+/// that tests see `302` answers themselves.
+pub fn client_trusting_without_redirects(cert: &Path) -> reqwest::Client {
+    let pem = std::fs::read(cert).unwrap_or_else(|e| panic!("read {}: {e}", cert.display()));
+    reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("a PEM certificate"))
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
 }
 
 /// A reqwest client whose only trusted root is the PEM certificate at `cert`.
