@@ -25,6 +25,8 @@ use crate::cli::{Color, ConnectArgs, Duplex, JobArgs, JobsArgs, Orientation, Pri
 pub struct Failure {
     pub code: u8,
     pub message: String,
+    /// The command already printed its `--json` report (which says what happened).
+    pub reported: bool,
 }
 
 const RUNTIME: u8 = 1;
@@ -35,6 +37,7 @@ fn usage(message: impl Into<String>) -> Failure {
     Failure {
         code: USAGE,
         message: message.into(),
+        reported: false,
     }
 }
 
@@ -47,6 +50,7 @@ impl From<ClientError> for Failure {
         Failure {
             code,
             message: e.to_string(),
+            reported: false,
         }
     }
 }
@@ -73,7 +77,7 @@ pub fn run(command: crate::cli::Command) -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(f) => {
-            if json {
+            if json && !f.reported {
                 output::json(&json!({"error": {"message": f.message, "exitCode": f.code}}));
             }
             eprintln!("upspool: error: {}", f.message);
@@ -89,6 +93,7 @@ fn block(f: impl std::future::Future<Output = Outcome>) -> Outcome {
         .map_err(|e| Failure {
             code: RUNTIME,
             message: format!("cannot start the runtime: {e}"),
+            reported: false,
         })?;
     let result = runtime.block_on(f);
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -261,6 +266,7 @@ async fn print_cmd(a: PrintArgs) -> Outcome {
             result = Err(Failure {
                 code: NOT_COMPLETED,
                 message: format!("job {} ended {state}, not completed", outcome.job_id),
+                reported: a.connect.json,
             });
         } else if !a.quiet {
             eprintln!("upspool: job {} completed", outcome.job_id);

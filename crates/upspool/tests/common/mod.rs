@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod proxy;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
