@@ -319,8 +319,12 @@ impl Graph {
 
     /// `POST .../jobs/{id}/start`: the job's status.
     pub async fn start_job(&self, scope: &Scope, job: &str) -> Result<Value> {
-        self.json(Method::POST, &format!("/print/{scope}/jobs/{job}/start"), None)
-            .await
+        self.json(
+            Method::POST,
+            &format!("/print/{scope}/jobs/{job}/start"),
+            None,
+        )
+        .await
     }
 
     /// `GET .../jobs/{id}?$expand=documents`.

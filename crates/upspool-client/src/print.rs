@@ -91,7 +91,11 @@ struct Session {
 }
 
 /// Prints `req.file`. Progress events go to `progress`; retries are announced there too.
-pub async fn print(graph: &Graph, req: &PrintRequest, progress: &dyn Progress) -> Result<PrintOutcome> {
+pub async fn print(
+    graph: &Graph,
+    req: &PrintRequest,
+    progress: &dyn Progress,
+) -> Result<PrintOutcome> {
     let size = tokio::fs::metadata(&req.file)
         .await
         .map_err(|e| ClientError::io(format!("reading {}", req.file.display()), e))?
@@ -105,7 +109,7 @@ pub async fn print(graph: &Graph, req: &PrintRequest, progress: &dyn Progress) -
     let sha = file_sha256(&req.file).await?;
     let key = resume_key(graph, req, &sha);
     let retry = &req.upload.retry;
-    let quiet_retry = |e: &ClientError, d: Duration| progress.retrying(e, d);
+    let on_retry = |e: &ClientError, d: Duration| progress.retrying(e, d);
 
     let mut session = match (&req.state, req.resume) {
         (Some(store), true) => resume(graph, req, store, &key, size).await?,
@@ -138,7 +142,7 @@ pub async fn print(graph: &Graph, req: &PrintRequest, progress: &dyn Progress) -
         {
             Ok(report) => {
                 let status = retry
-                    .run(true, quiet_retry, || graph.start_job(&req.scope, &s.job.job))
+                    .run(true, on_retry, || graph.start_job(&req.scope, &s.job.job))
                     .await?;
                 if let Some(store) = &req.state {
                     store.remove(&key);
@@ -198,23 +202,68 @@ async fn resume(
             resumed: true,
         })),
         Ok(_) | Err(ClientError::SessionGone) => {
-            abandon(graph, &old).await;
             store.remove(key);
-            Ok(None)
+            // The session is gone, but the upload may have completed before: then the job
+            // only needs starting. A job still waiting for its upload is abandoned.
+            let job = CreatedJob {
+                job: old.job_id.clone(),
+                document: old.document_id.clone(),
+            };
+            match scope_of(&old) {
+                Some(scope) => match graph.job(&scope, &old.job_id).await {
+                    Ok(v) if upload_pending(&v) => {
+                        let _ = graph.cancel_job(&scope, &old.job_id).await;
+                        Ok(None)
+                    }
+                    Ok(v) if !is_final(&v) => Ok(Some(Session {
+                        job,
+                        url: old.upload_url,
+                        missing: Vec::new(),
+                        resumed: true,
+                    })),
+                    _ => Ok(None),
+                },
+                None => Ok(None),
+            }
         }
         Err(e) => Err(e),
     }
 }
 
-/// Best effort: cancel the job of a session that will not be continued, so that it does not
-/// wait for an upload for ever. Failure changes nothing for the new run.
+/// `shares/{id}` or `printers/{id}` of a state file.
+fn scope_of(old: &ResumeState) -> Option<Scope> {
+    match old.scope.split_once('/') {
+        Some(("shares", id)) => Some(Scope::Share(id.into())),
+        Some(("printers", id)) => Some(Scope::Printer(id.into())),
+        _ => None,
+    }
+}
+
+/// Whether a job still waits for its document's upload.
+fn upload_pending(job: &Value) -> bool {
+    job["status"]["details"]
+        .as_array()
+        .is_some_and(|d| d.iter().any(|x| x == "uploadPending"))
+}
+
+/// Whether a job has ended (completed, canceled, aborted).
+fn is_final(job: &Value) -> bool {
+    matches!(
+        job["status"]["state"].as_str(),
+        Some("completed" | "canceled" | "aborted")
+    )
+}
+
+/// Best effort: cancel the job of a session that will not be continued (`--no-resume`) if it
+/// still waits for its upload, so that it does not wait for ever. Failure changes nothing
+/// for the new run.
 async fn abandon(graph: &Graph, old: &ResumeState) {
-    let scope = match old.scope.split_once('/') {
-        Some(("shares", id)) => Scope::Share(id.into()),
-        Some(("printers", id)) => Scope::Printer(id.into()),
-        _ => return,
-    };
-    let _ = graph.cancel_job(&scope, &old.job_id).await;
+    let Some(scope) = scope_of(old) else { return };
+    if let Ok(v) = graph.job(&scope, &old.job_id).await {
+        if upload_pending(&v) {
+            let _ = graph.cancel_job(&scope, &old.job_id).await;
+        }
+    }
 }
 
 /// A new job and upload session, recorded in the state file before any byte is sent.
@@ -279,13 +328,8 @@ pub async fn wait_for_job(
     retry: &crate::retry::RetryPolicy,
 ) -> Result<Value> {
     loop {
-        let v = retry
-            .run(true, |_, _| {}, || graph.job(scope, job))
-            .await?;
-        if matches!(
-            v["status"]["state"].as_str(),
-            Some("completed" | "canceled" | "aborted")
-        ) {
+        let v = retry.run(true, |_, _| {}, || graph.job(scope, job)).await?;
+        if is_final(&v) {
             return Ok(v);
         }
         tokio::time::sleep(interval).await;

@@ -77,7 +77,9 @@ impl StateStore {
     pub fn save(&self, key: &str, state: &ResumeState) -> Result<()> {
         let what = || format!("writing resume state in {}", self.dir.display());
         std::fs::create_dir_all(&self.dir).map_err(|e| ClientError::io(what(), e))?;
-        let tmp = self.dir.join(format!(".upload-{key}.{}.tmp", std::process::id()));
+        let tmp = self
+            .dir
+            .join(format!(".upload-{key}.{}.tmp", std::process::id()));
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create(true).truncate(true);
         #[cfg(unix)]

@@ -230,10 +230,10 @@ impl Upload<'_> {
         // reqwest wants a 'static body; the chunks borrow the counters, so they are handed
         // over through a channel of one, which keeps the read-ahead to a single chunk.
         let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(1);
-        let body = reqwest::Body::wrap_stream(futures_util::stream::unfold(
-            rx,
-            |mut rx| async move { rx.recv().await.map(|c| (c, rx)) },
-        ));
+        let body =
+            reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|c| (c, rx))
+            }));
         let feed = async move {
             let mut chunks = std::pin::pin!(chunks);
             while let Some(chunk) = chunks.next().await {

@@ -126,7 +126,7 @@ pub struct PrintArgs {
     pub duplex: Option<Duplex>,
     /// Color mode
     #[arg(long, value_enum, value_name = "MODE")]
-    pub color: Option<Color>,
+    pub color: Option<ColorMode>,
     /// Page orientation
     #[arg(long, value_enum, value_name = "O")]
     pub orientation: Option<Orientation>,
@@ -178,7 +178,7 @@ pub enum Duplex {
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
-pub enum Color {
+pub enum ColorMode {
     Color,
     /// blackAndWhite
     Bw,

@@ -43,9 +43,15 @@ impl Client {
     fn envs(&self) -> Vec<(String, String)> {
         let d = self.dir.path();
         vec![
-            ("UPSPOOL_CACHE_DIR".into(), self.cache().display().to_string()),
+            (
+                "UPSPOOL_CACHE_DIR".into(),
+                self.cache().display().to_string(),
+            ),
             ("HOME".into(), d.display().to_string()),
-            ("XDG_CONFIG_HOME".into(), d.join("config").display().to_string()),
+            (
+                "XDG_CONFIG_HOME".into(),
+                d.join("config").display().to_string(),
+            ),
         ]
     }
 
@@ -100,7 +106,8 @@ fn report(out: &Output) -> Value {
         text(&out.stderr),
         text(&out.stdout)
     );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("JSON report: {e}: {}", text(&out.stdout)))
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("JSON report: {e}: {}", text(&out.stdout)))
 }
 
 /// A "PDF": the magic, then deterministic random bytes.
@@ -181,9 +188,25 @@ async fn a_50_mib_file_with_four_streams_arrives_intact() {
     let file = client.file("report.pdf", &data);
 
     let out = client.run(&[
-        "print", &file, "--share", "office", "--streams", "4", "--copies", "2", "--duplex",
-        "long-edge", "--color", "bw", "--pages", "1-3,5", "--server", server.base_url(),
-        "--token", &user, "--json",
+        "print",
+        &file,
+        "--share",
+        "office",
+        "--streams",
+        "4",
+        "--copies",
+        "2",
+        "--duplex",
+        "long-edge",
+        "--color",
+        "bw",
+        "--pages",
+        "1-3,5",
+        "--server",
+        server.base_url(),
+        "--token",
+        &user,
+        "--json",
     ]);
     let r = report(&out);
     assert_eq!(r["size"], data.len());
@@ -217,7 +240,10 @@ async fn a_50_mib_file_with_four_streams_arrives_intact() {
                "pageRanges": [{"start": 1, "end": 3}, {"start": 5, "end": 5}]})
     );
     assert_eq!(job["documents"][0]["displayName"], "report.pdf");
-    assert!(client.state_files().is_empty(), "the state is gone after success");
+    assert!(
+        client.state_files().is_empty(),
+        "the state is gone after success"
+    );
 
     // The listing commands see it, as JSON and as a table.
     let connect = ["--server", server.base_url(), "--token", user.as_str()];
@@ -230,7 +256,11 @@ async fn a_50_mib_file_with_four_streams_arrives_intact() {
     assert!(text(&one.stdout).contains("processing"));
     assert!(text(&one.stdout).contains("report.pdf"));
     let shares = client.run(&[&["shares"][..], &connect].concat());
-    assert!(text(&shares.stdout).starts_with("ID"), "a table: {}", text(&shares.stdout));
+    assert!(
+        text(&shares.stdout).starts_with("ID"),
+        "a table: {}",
+        text(&shares.stdout)
+    );
     assert!(text(&shares.stdout).contains(&share_id));
 }
 
@@ -244,8 +274,17 @@ async fn a_killed_client_resumes_and_sends_only_what_is_missing() {
     let data = pdf(8 * MIB, 2);
     let file = client.file("big.pdf", &data);
     let args = [
-        "print", &file, "--share", &share_id, "--streams", "2", "--segment-size", "256KiB",
-        "--server", proxy.url(), "--json",
+        "print",
+        &file,
+        "--share",
+        &share_id,
+        "--streams",
+        "2",
+        "--segment-size",
+        "256KiB",
+        "--server",
+        proxy.url(),
+        "--json",
     ];
 
     // The first run: 20 segment PUTs (5 MiB) get through, every later one is held.
@@ -277,7 +316,10 @@ async fn a_killed_client_resumes_and_sends_only_what_is_missing() {
     // What the service has now: 20 segments, nothing of the held ones.
     let state: Value =
         serde_json::from_slice(&std::fs::read(&client.state_files()[0]).unwrap()).unwrap();
-    let url = state["uploadUrl"].as_str().unwrap().replace(proxy.url(), server.base_url());
+    let url = state["uploadUrl"]
+        .as_str()
+        .unwrap()
+        .replace(proxy.url(), server.base_url());
     wait_for("the 20 forwarded segments to be recorded", || {
         let status = blocking_json(&url);
         status.is_some_and(|s| missing_bytes(&s) == (data.len() - 20 * seg) as u64)
@@ -297,7 +339,11 @@ async fn a_killed_client_resumes_and_sends_only_what_is_missing() {
     );
     assert!(sent >= missing, "it sent everything that was missing");
     let got = download(&api, &share_id, &second).await;
-    assert_eq!(sha256(&got), sha256(&data), "the resumed document is intact");
+    assert_eq!(
+        sha256(&got),
+        sha256(&data),
+        "the resumed document is intact"
+    );
     assert!(client.state_files().is_empty());
 }
 
@@ -354,8 +400,17 @@ async fn the_client_rides_through_a_server_restart() {
         }
     }));
     let child = client.spawn(&[
-        "print", &file, "--share", "Office", "--streams", "2", "--segment-size", "256KiB",
-        "--server", proxy.url(), "--json",
+        "print",
+        &file,
+        "--share",
+        "Office",
+        "--streams",
+        "2",
+        "--segment-size",
+        "256KiB",
+        "--server",
+        proxy.url(),
+        "--json",
     ]);
     wait_for("4 segments through and 2 held", || {
         proxy.answered() >= 4 + 3 && proxy.holding() == 2
@@ -411,14 +466,29 @@ async fn throttling_and_unavailability_are_retried_after_retry_after() {
         }
         puts += 1;
         match puts {
-            1 | 3 => Action::Respond { status: 503, retry_after: Some(1) },
-            2 => Action::Respond { status: 429, retry_after: Some(1) },
+            1 | 3 => Action::Respond {
+                status: 503,
+                retry_after: Some(1),
+            },
+            2 => Action::Respond {
+                status: 429,
+                retry_after: Some(1),
+            },
             _ => Action::Forward,
         }
     }));
     let r = report(&client.run(&[
-        "print", &file, "--share", "Office", "--streams", "1", "--segment-size", "256KiB",
-        "--server", proxy.url(), "--json",
+        "print",
+        &file,
+        "--share",
+        "Office",
+        "--streams",
+        "1",
+        "--segment-size",
+        "256KiB",
+        "--server",
+        proxy.url(),
+        "--json",
     ]));
     assert_eq!(r["retries"], 3);
     // Refused bodies may or may not have been taken by the transport before the answer.
@@ -458,13 +528,23 @@ async fn exhausted_retries_exit_non_zero_with_a_clear_message() {
     let file = client.file("doc.pdf", &pdf(300 * 1024, 5));
     proxy.set_rule(Box::new(|m, p| {
         if is_put(m, p) {
-            Action::Respond { status: 503, retry_after: None }
+            Action::Respond {
+                status: 503,
+                retry_after: None,
+            }
         } else {
             Action::Forward
         }
     }));
     let out = client.run(&[
-        "print", &file, "--share", "Office", "--retries", "2", "--server", proxy.url(),
+        "print",
+        &file,
+        "--share",
+        "Office",
+        "--retries",
+        "2",
+        "--server",
+        proxy.url(),
     ]);
     assert_eq!(out.status.code(), Some(1), "stderr: {}", text(&out.stderr));
     let err = text(&out.stderr);
@@ -472,7 +552,11 @@ async fn exhausted_retries_exit_non_zero_with_a_clear_message() {
         err.contains("gave up after 3 attempts") && err.contains("503"),
         "a clear message: {err}"
     );
-    let puts = proxy.log().iter().filter(|s| is_put(&s.method, &s.path)).count();
+    let puts = proxy
+        .log()
+        .iter()
+        .filter(|s| is_put(&s.method, &s.path))
+        .count();
     assert_eq!(puts, 3, "one attempt and two retries");
     assert_eq!(client.state_files().len(), 1, "kept for a later resume");
 }
@@ -505,12 +589,25 @@ async fn a_file_that_is_no_document_is_refused_before_anything_is_created() {
     // Plain text is a document; --content-type overrides the check.
     let txt = client.file("notes.txt", "Grüße\n\tline two\n".as_bytes());
     let r = report(&client.run(&[
-        "print", &txt, "--share", "Office", "--server", proxy.url(), "--json",
+        "print",
+        &txt,
+        "--share",
+        "Office",
+        "--server",
+        proxy.url(),
+        "--json",
     ]));
     assert_eq!(r["contentType"], "text/plain");
     let r = report(&client.run(&[
-        "print", &file, "--share", "Office", "--content-type", "application/octet-stream",
-        "--server", proxy.url(), "--json",
+        "print",
+        &file,
+        "--share",
+        "Office",
+        "--content-type",
+        "application/octet-stream",
+        "--server",
+        proxy.url(),
+        "--json",
     ]));
     assert_eq!(r["contentType"], "application/octet-stream");
 }
@@ -523,7 +620,14 @@ async fn wait_follows_the_job_and_fails_when_it_is_canceled() {
     let client = Client::new();
     let file = client.file("doc.pdf", &pdf(100_000, 7));
     let child = client.spawn(&[
-        "print", &file, "--share", "Office", "--wait", "--server", server.base_url(), "--json",
+        "print",
+        &file,
+        "--share",
+        "Office",
+        "--wait",
+        "--server",
+        server.base_url(),
+        "--json",
     ]);
     // Once the job is processing, someone cancels it.
     let mut job = String::new();
@@ -547,12 +651,19 @@ async fn wait_follows_the_job_and_fails_when_it_is_canceled() {
         }
     }
     let resp = api
-        .post(&format!("/print/shares/{share_id}/jobs/{job}/cancel"), json!({}))
+        .post(
+            &format!("/print/shares/{share_id}/jobs/{job}/cancel"),
+            json!({}),
+        )
         .await;
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     let out = wait_output(child);
     assert_eq!(out.status.code(), Some(3), "stderr: {}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("canceled"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("canceled"),
+        "{}",
+        text(&out.stderr)
+    );
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["state"], "canceled");
     assert_eq!(r["jobId"], job);
@@ -567,13 +678,25 @@ async fn a_vanished_session_starts_over_and_no_resume_starts_fresh() {
     let data = pdf(2 * MIB, 8);
     let file = client.file("doc.pdf", &data);
     let args = [
-        "print", &file, "--share", "Office", "--segment-size", "256KiB", "--retries", "0",
-        "--server", proxy.url(), "--json",
+        "print",
+        &file,
+        "--share",
+        "Office",
+        "--segment-size",
+        "256KiB",
+        "--retries",
+        "0",
+        "--server",
+        proxy.url(),
+        "--json",
     ];
     // A run that fails part-way (every PUT refused, no retries) leaves its state behind.
     proxy.set_rule(Box::new(|m, p| {
         if is_put(m, p) {
-            Action::Respond { status: 503, retry_after: None }
+            Action::Respond {
+                status: 503,
+                retry_after: None,
+            }
         } else {
             Action::Forward
         }
@@ -598,17 +721,26 @@ async fn a_vanished_session_starts_over_and_no_resume_starts_fresh() {
     let got = download(&api, &share_id, &r).await;
     assert_eq!(sha256(&got), sha256(&data));
     let abandoned = Api::expect(
-        api.get(&format!("/print/shares/{share_id}/jobs/{}", old["jobId"].as_str().unwrap()))
-            .await,
+        api.get(&format!(
+            "/print/shares/{share_id}/jobs/{}",
+            old["jobId"].as_str().unwrap()
+        ))
+        .await,
         StatusCode::OK,
     )
     .await;
-    assert_eq!(abandoned["status"]["state"], "canceled", "the abandoned job was canceled");
+    assert_eq!(
+        abandoned["status"]["state"], "canceled",
+        "the abandoned job was canceled"
+    );
 
     // --no-resume ignores a resumable state.
     proxy.set_rule(Box::new(|m, p| {
         if is_put(m, p) {
-            Action::Respond { status: 503, retry_after: None }
+            Action::Respond {
+                status: 503,
+                retry_after: None,
+            }
         } else {
             Action::Forward
         }
@@ -627,10 +759,29 @@ fn usage_errors_exit_2_before_any_request() {
     let file = client.file("doc.pdf", b"%PDF-1.4\n");
     for (args, needle) in [
         (vec!["print", file.as_str()], "--share"),
-        (vec!["print", file.as_str(), "--share", "x", "--pages", "3-1"], "--pages"),
-        (vec!["print", file.as_str(), "--share", "x", "--copies", "0"], "copies"),
-        (vec!["print", file.as_str(), "--share", "x", "--segment-size", "big"], "--segment-size"),
-        (vec!["print", "/nonexistent/file.pdf", "--share", "x"], "nonexistent"),
+        (
+            vec!["print", file.as_str(), "--share", "x", "--pages", "3-1"],
+            "--pages",
+        ),
+        (
+            vec!["print", file.as_str(), "--share", "x", "--copies", "0"],
+            "copies",
+        ),
+        (
+            vec![
+                "print",
+                file.as_str(),
+                "--share",
+                "x",
+                "--segment-size",
+                "big",
+            ],
+            "--segment-size",
+        ),
+        (
+            vec!["print", "/nonexistent/file.pdf", "--share", "x"],
+            "nonexistent",
+        ),
     ] {
         // Port 9 (discard) on loopback: any request would fail with exit 1, not 2.
         let out = client.run(&[&args[..], &["--server", "http://127.0.0.1:9"]].concat());
@@ -642,4 +793,107 @@ fn usage_errors_exit_2_before_any_request() {
         }
     }
     let _ = Path::new(&file);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_interrupted_before_start_is_only_started_on_the_next_run() {
+    let (server, proxy) = proxied_server(&[]);
+    let api = Api::new(server.base_url());
+    let (_, share_id) = share(&api, "Office").await;
+    let client = Client::new();
+    let data = pdf(MIB, 9);
+    let file = client.file("doc.pdf", &data);
+    let args = [
+        "print",
+        &file,
+        "--share",
+        "Office",
+        "--retries",
+        "0",
+        "--server",
+        proxy.url(),
+        "--json",
+    ];
+    // The upload completes, but starting the job fails.
+    proxy.set_rule(Box::new(|m, p| {
+        if m == "POST" && p.ends_with("/start") {
+            Action::Respond {
+                status: 503,
+                retry_after: None,
+            }
+        } else {
+            Action::Forward
+        }
+    }));
+    let out = client.run(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let states = client.state_files();
+    assert_eq!(states.len(), 1, "kept: the job is not started yet");
+    let old: Value = serde_json::from_slice(&std::fs::read(&states[0]).unwrap()).unwrap();
+    // Even once the completed session is gone, the next run only starts the job.
+    let resp = api
+        .http
+        .delete(old["uploadUrl"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    proxy.set_rule(forward_all());
+    let r = report(&client.run(&args));
+    assert_eq!(r["jobId"], old["jobId"], "the same job");
+    assert_eq!(r["resumed"], true);
+    assert_eq!(r["bytesSent"], 0, "nothing sent again");
+    assert_eq!(r["state"], "processing");
+    let got = download(&api, &share_id, &r).await;
+    assert_eq!(sha256(&got), sha256(&data));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_works_with_the_servers_certificate_and_only_with_it() {
+    let server = Server::start(&["--insecure-dev-auth", "--tls-listen", "127.0.0.1:0"], &[]);
+    let https = server.https_url().unwrap().to_string();
+    let api = Api::new(server.base_url());
+    let (_, share_id) = share(&api, "Office").await;
+    let client = Client::new();
+    let data = pdf(3 * MIB, 10);
+    let file = client.file("doc.pdf", &data);
+    let cert = server.data_dir().join("tls/cert.pem").display().to_string();
+
+    let untrusted = client.run(&["print", &file, "--share", "Office", "--server", &https]);
+    assert_eq!(untrusted.status.code(), Some(1));
+    assert!(
+        text(&untrusted.stderr).contains("GET /print/shares"),
+        "{}",
+        text(&untrusted.stderr)
+    );
+
+    let r = report(&client.run(&[
+        "print",
+        &file,
+        "--share",
+        "Office",
+        "--server",
+        &https,
+        "--ca-cert",
+        &cert,
+        "--json",
+        "--segment-size",
+        "1MiB",
+    ]));
+    assert_eq!(r["bytesSent"], data.len());
+    // The download URL is on the HTTPS listener too.
+    let pem = std::fs::read(&cert).unwrap();
+    let https_api = Api {
+        http: reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        base: https.clone(),
+        version: "v1.0",
+        token: None,
+    };
+    let got = download(&https_api, &share_id, &r).await;
+    assert_eq!(sha256(&got), sha256(&data));
 }

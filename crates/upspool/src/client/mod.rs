@@ -3,7 +3,8 @@
 //!
 //! Exit codes: 0 success, 1 runtime failure (the service refused, could not be reached, or
 //! retries ran out), 2 usage, configuration or unsupported input (nothing was sent), 3 a job
-//! followed with `--wait` ended without completing (or the wait timed out).
+//! followed with `--wait` ended without completing (or the wait timed out), 130 interrupted
+//! by Ctrl-C (the upload can be resumed).
 
 mod output;
 mod progress;
@@ -19,7 +20,7 @@ use upspool_client::state::StateStore;
 use upspool_client::upload::UploadConfig;
 use upspool_client::{ClientError, Graph, Scope};
 
-use crate::cli::{Color, ConnectArgs, Duplex, JobArgs, JobsArgs, Orientation, PrintArgs};
+use crate::cli::{ColorMode, ConnectArgs, Duplex, JobArgs, JobsArgs, Orientation, PrintArgs};
 
 /// How a client command failed, and with which exit code.
 pub struct Failure {
@@ -32,6 +33,8 @@ pub struct Failure {
 const RUNTIME: u8 = 1;
 const USAGE: u8 = 2;
 const NOT_COMPLETED: u8 = 3;
+/// 128 + SIGINT, as shells report it.
+const INTERRUPTED: u8 = 130;
 
 fn usage(message: impl Into<String>) -> Failure {
     Failure {
@@ -128,10 +131,10 @@ fn configuration(a: &PrintArgs) -> Result<Value, Failure> {
     }
     if let Some(m) = a.color {
         let v = match m {
-            Color::Color => "color",
-            Color::Bw => "blackAndWhite",
-            Color::Grayscale => "grayscale",
-            Color::Auto => "auto",
+            ColorMode::Color => "color",
+            ColorMode::Bw => "blackAndWhite",
+            ColorMode::Grayscale => "grayscale",
+            ColorMode::Auto => "auto",
         };
         c.insert("colorMode".into(), json!(v));
     }
@@ -172,7 +175,11 @@ fn page_ranges(s: &str) -> Result<Value, String> {
     Ok(Value::Array(out))
 }
 
-async fn scope_of(graph: &Graph, share: Option<&str>, printer: Option<&str>) -> Result<Scope, Failure> {
+async fn scope_of(
+    graph: &Graph,
+    share: Option<&str>,
+    printer: Option<&str>,
+) -> Result<Scope, Failure> {
     match (share, printer) {
         (Some(s), _) => Ok(Scope::Share(graph.resolve_share(s).await?)),
         (None, Some(p)) => Ok(Scope::Printer(p.to_string())),
@@ -225,7 +232,17 @@ async fn print_cmd(a: PrintArgs) -> Outcome {
         resume: !a.no_resume,
     };
     let progress = progress::for_stderr(a.quiet);
-    let outcome = print(&graph, &req, progress.as_ref()).await?;
+    // Ctrl-C leaves the resume state in place: the same command continues the upload.
+    let outcome = tokio::select! {
+        r = print(&graph, &req, progress.as_ref()) => r?,
+        _ = tokio::signal::ctrl_c() => {
+            return Err(Failure {
+                code: INTERRUPTED,
+                message: "interrupted; run the same command again to resume the upload".into(),
+                reported: false,
+            })
+        }
+    };
     drop(progress);
     let mut report = json!({
         "jobId": outcome.job_id,

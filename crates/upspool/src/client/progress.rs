@@ -124,9 +124,6 @@ impl Progress for Lines {
     }
     fn retrying(&self, error: &ClientError, delay: Duration) {
         self.retries.fetch_add(1, Ordering::Relaxed);
-        self.line(&format!(
-            "retrying in {:.1}s: {error}",
-            delay.as_secs_f64()
-        ));
+        self.line(&format!("retrying in {:.1}s: {error}", delay.as_secs_f64()));
     }
 }

@@ -49,7 +49,10 @@ fn read_file(path: &Path) -> Result<ClientFile, SettingsError> {
         ))
     })?;
     let mut file: ClientFile = toml::from_str(&text).map_err(|e| {
-        SettingsError(format!("invalid client configuration {}: {e}", path.display()))
+        SettingsError(format!(
+            "invalid client configuration {}: {e}",
+            path.display()
+        ))
     })?;
     if let (Some(ca), Some(dir)) = (&file.ca_cert, path.parent()) {
         file.ca_cert = Some(dir.join(ca));
@@ -94,7 +97,10 @@ pub fn resolve(
         .or(file.ca_cert);
     let ca_cert_pem = match ca {
         Some(path) => Some(std::fs::read(&path).map_err(|e| {
-            SettingsError(format!("cannot read CA certificate {}: {e}", path.display()))
+            SettingsError(format!(
+                "cannot read CA certificate {}: {e}",
+                path.display()
+            ))
         })?),
         None => None,
     };
@@ -134,15 +140,23 @@ mod tests {
     use super::*;
 
     fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
     }
 
     #[test]
     fn flag_beats_env_beats_file_beats_default() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("client.toml");
-        std::fs::write(&file, "server = \"http://file:1\"\ntoken_command = \"echo from-command\"\n")
-            .unwrap();
+        std::fs::write(
+            &file,
+            "server = \"http://file:1\"\ntoken_command = \"echo from-command\"\n",
+        )
+        .unwrap();
         let mut args = ConnectArgs {
             client_config: Some(file),
             ..Default::default()
@@ -150,13 +164,22 @@ mod tests {
         let s = resolve(&args, &env_of(&[])).unwrap();
         assert_eq!(s.server, "http://file:1");
         assert_eq!(s.token.as_deref(), Some("from-command"));
-        let env = env_of(&[("UPSPOOL_SERVER", "http://env:2"), ("UPSPOOL_TOKEN", "t-env")]);
+        let env = env_of(&[
+            ("UPSPOOL_SERVER", "http://env:2"),
+            ("UPSPOOL_TOKEN", "t-env"),
+        ]);
         let s = resolve(&args, &env).unwrap();
-        assert_eq!((s.server.as_str(), s.token.as_deref()), ("http://env:2", Some("t-env")));
+        assert_eq!(
+            (s.server.as_str(), s.token.as_deref()),
+            ("http://env:2", Some("t-env"))
+        );
         args.server = Some("http://flag:3".into());
         args.token = Some("t-flag".into());
         let s = resolve(&args, &env).unwrap();
-        assert_eq!((s.server.as_str(), s.token.as_deref()), ("http://flag:3", Some("t-flag")));
+        assert_eq!(
+            (s.server.as_str(), s.token.as_deref()),
+            ("http://flag:3", Some("t-flag"))
+        );
         let none = ConnectArgs::default();
         let s = resolve(&none, &env_of(&[("HOME", "/nonexistent")])).unwrap();
         assert_eq!((s.server.as_str(), s.token), (DEFAULT_SERVER, None));
@@ -171,8 +194,14 @@ mod tests {
             client_config: Some(file.clone()),
             ..Default::default()
         };
-        assert!(resolve(&args, &env_of(&[])).unwrap_err().0.contains("srever"));
+        assert!(resolve(&args, &env_of(&[]))
+            .unwrap_err()
+            .0
+            .contains("srever"));
         std::fs::write(&file, "token_command = \"exit 3\"\n").unwrap();
-        assert!(resolve(&args, &env_of(&[])).unwrap_err().0.contains("failed"));
+        assert!(resolve(&args, &env_of(&[]))
+            .unwrap_err()
+            .0
+            .contains("failed"));
     }
 }

@@ -20,7 +20,10 @@ use axum::response::{IntoResponse, Response};
 pub enum Action {
     Forward,
     /// Answer this status itself, with `Retry-After: {secs}` when given.
-    Respond { status: u16, retry_after: Option<u64> },
+    Respond {
+        status: u16,
+        retry_after: Option<u64>,
+    },
     /// Keep the request waiting until [`Proxy::release`], then forward it.
     Hold,
 }
@@ -219,7 +222,11 @@ async fn forward(st: &Shared, req: Request) -> Response {
                 .body(Body::from_stream(resp.bytes_stream()))
                 .unwrap()
         }
-        Err(e) => (StatusCode::BAD_GATEWAY, format!("upstream unreachable: {e}")).into_response(),
+        Err(e) => (
+            StatusCode::BAD_GATEWAY,
+            format!("upstream unreachable: {e}"),
+        )
+            .into_response(),
     }
 }
 
