@@ -62,7 +62,7 @@ impl ClientError {
     /// and `5xx` except `501` (an action the service does not implement stays unimplemented).
     pub fn is_retryable(&self) -> bool {
         match self {
-            ClientError::Transport { .. } => true,
+            ClientError::Transport { source, .. } => !is_tls_rejection(source),
             ClientError::Api { status, .. } => {
                 matches!(*status, 408 | 429) || (*status >= 500 && *status != 501)
             }
@@ -75,7 +75,9 @@ impl ClientError {
     /// `503`, which the service answers before doing anything.
     pub fn was_not_processed(&self) -> bool {
         match self {
-            ClientError::Transport { not_sent, .. } => *not_sent,
+            ClientError::Transport {
+                not_sent, source, ..
+            } => *not_sent && !is_tls_rejection(source),
             ClientError::Api { status, .. } => matches!(*status, 429 | 503),
             _ => false,
         }
@@ -112,6 +114,25 @@ impl ClientError {
             source,
         }
     }
+}
+
+/// A TLS handshake that failed on the certificate or the protocol: trying again gives the
+/// same answer, so it is not retried. rustls reports these as `io::ErrorKind::InvalidData`
+/// somewhere in the error's source chain.
+fn is_tls_rejection(e: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        source = match s.downcast_ref::<std::io::Error>() {
+            Some(io) if io.kind() == std::io::ErrorKind::InvalidData => return true,
+            // An io::Error's source() skips the error it wraps; look at that one too.
+            Some(io) => match io.get_ref() {
+                Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+                None => s.source(),
+            },
+            None => s.source(),
+        };
+    }
+    false
 }
 
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;

@@ -217,6 +217,12 @@ async fn a_50_mib_file_with_four_streams_arrives_intact() {
     assert_eq!(r["resumed"], false);
     assert_eq!(r["state"], "processing", "the job was started");
     assert_eq!(r["scope"], format!("shares/{share_id}"));
+    // Not a terminal: plain progress lines on stderr.
+    let progress = text(&out.stderr);
+    assert!(
+        progress.contains(&format!("uploaded {0}/{0} bytes (100%)", data.len())),
+        "progress lines: {progress}"
+    );
 
     let alice = Api::new(server.base_url()).with_token(&user);
     let got = download(&alice, &share_id, &r).await;
@@ -853,7 +859,7 @@ async fn https_works_with_the_servers_certificate_and_only_with_it() {
     let server = Server::start(&["--insecure-dev-auth", "--tls-listen", "127.0.0.1:0"], &[]);
     let https = server.https_url().unwrap().to_string();
     let api = Api::new(server.base_url());
-    let (_, share_id) = share(&api, "Office").await;
+    let (printer, share_id) = share(&api, "Office").await;
     let client = Client::new();
     let data = pdf(3 * MIB, 10);
     let file = client.file("doc.pdf", &data);
@@ -866,6 +872,23 @@ async fn https_works_with_the_servers_certificate_and_only_with_it() {
         "{}",
         text(&untrusted.stderr)
     );
+    // A certificate the client does not trust is not worth retrying.
+    let untrusted = client.run(&[
+        "print",
+        &file,
+        "--printer",
+        &printer,
+        "--server",
+        &https,
+        "--quiet",
+    ]);
+    assert_eq!(untrusted.status.code(), Some(1));
+    let err = text(&untrusted.stderr);
+    assert!(
+        err.contains("POST /print/printers/") && !err.contains("gave up"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "one error line, no retries: {err}");
 
     let r = report(&client.run(&[
         "print",
