@@ -52,8 +52,16 @@ impl Progress for Bar {
     }
     fn acknowledged(&self, n: u64) {
         self.bar.inc(n);
-        if self.bar.position() >= self.bar.length().unwrap_or(0) {
-            self.bar.finish();
+        let total = self.bar.length().unwrap_or(0);
+        if self.bar.position() >= total && !self.bar.is_finished() {
+            // A summary line instead of the finished bar, which would leave the cursor at
+            // its end, where the job id printed next on stdout would land.
+            let secs = self.bar.elapsed().as_secs_f64();
+            self.bar.finish_and_clear();
+            eprintln!(
+                "upspool: uploaded {total} bytes in {secs:.1}s, {} retries",
+                self.retries.load(Ordering::Relaxed)
+            );
         }
     }
     fn retrying(&self, error: &ClientError, delay: Duration) {
