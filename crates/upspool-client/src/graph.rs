@@ -337,12 +337,15 @@ impl Graph {
         .await
     }
 
-    /// Every job of a scope, newest first.
+    /// Every job of a scope, newest first (sorted here: `$orderby` is not documented for
+    /// print jobs in Graph).
     pub async fn jobs(&self, scope: &Scope) -> Result<Vec<Value>> {
-        self.collection(&format!(
-            "/print/{scope}/jobs?$orderby=createdDateTime%20desc"
-        ))
-        .await
+        let mut jobs = self.collection(&format!("/print/{scope}/jobs")).await?;
+        jobs.sort_by(|a, b| {
+            let t = |v: &Value| v["createdDateTime"].as_str().unwrap_or("").to_string();
+            t(b).cmp(&t(a))
+        });
+        Ok(jobs)
     }
 
     /// `POST .../jobs/{id}/cancel`.

@@ -108,31 +108,30 @@ pub async fn upload(
     };
     progress.started(size, size - total(&missing));
     let mut missing = missing;
-    // Each round sends what the session lacked at its start. One round suffices unless the
-    // session changes under us; a few more are allowed, then it is an error.
-    for _ in 0..3 {
-        if missing.is_empty() {
-            break;
-        }
+    // Each round sends what the session lacked at its start, then asks again. upspool lists
+    // every gap, so one round suffices; a service that lists only some gaps (Graph's
+    // upload documentation allows it) takes more rounds. A round that makes no progress is
+    // an error rather than a loop.
+    while !missing.is_empty() {
+        let before = total(&missing);
         futures_util::stream::iter(plan(&missing, cfg.segment_size))
             .map(|segment| up.send_segment(segment))
             .buffer_unordered(cfg.streams.max(1))
             .try_for_each(|()| async { Ok(()) })
             .await?;
         if up.document.lock().map(|d| d.is_some()).unwrap_or(false) {
-            missing.clear();
             break;
         }
         missing = up.status().await?.missing;
-    }
-    if !missing.is_empty() {
-        return Err(ClientError::Protocol {
-            what: "the upload".into(),
-            detail: format!(
-                "the session still lacks {} bytes after every segment was acknowledged",
-                total(&missing)
-            ),
-        });
+        if total(&missing) >= before {
+            return Err(ClientError::Protocol {
+                what: "the upload".into(),
+                detail: format!(
+                    "the session still lacks {} bytes after every segment was acknowledged",
+                    total(&missing)
+                ),
+            });
+        }
     }
     Ok(UploadReport {
         bytes_sent: up.bytes_sent.load(Ordering::Relaxed),

@@ -332,6 +332,11 @@ async fn jobs_cmd(a: JobsArgs) -> Outcome {
             }
         }
     }
+    // Newest first across scopes too (the timestamps have one fixed format).
+    jobs.sort_by(|a, b| {
+        let t = |v: &Value| v["createdDateTime"].as_str().unwrap_or("").to_string();
+        t(b).cmp(&t(a))
+    });
     if a.connect.json {
         output::json(&Value::Array(jobs));
     } else {
