@@ -920,3 +920,66 @@ async fn https_works_with_the_servers_certificate_and_only_with_it() {
     let got = download(&https_api, &share_id, &r).await;
     assert_eq!(sha256(&got), sha256(&data));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_config_file_names_the_server_and_the_token_command() {
+    let server = Server::start(&[], &[]);
+    let dir = server.data_dir().display().to_string();
+    let out = common::run(
+        &[
+            "token",
+            "--data-dir",
+            &dir,
+            "--user",
+            "admin@example.com",
+            "--scopes",
+            "Printer.FullControl.All PrinterShare.ReadWrite.All",
+        ],
+        &[],
+    );
+    let admin = text(&out.stdout).trim().to_string();
+    let api = Api::new(server.base_url()).with_token(&admin);
+    let (printer, _) = share(&api, "Office").await;
+    let client = Client::new();
+    let token_file = client.file("token.txt", admin.as_bytes());
+    let config = client.file(
+        "client.toml",
+        format!(
+            "server = \"{}\"\ntoken_command = \"cat '{token_file}'\"\n",
+            server.base_url()
+        )
+        .as_bytes(),
+    );
+
+    // Without a token the service refuses, and the message says why.
+    let out = client.run(&["printers", "--server", server.base_url()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("401"), "{}", text(&out.stderr));
+
+    // With the file: its server, and the token its command prints.
+    let out = client.run(&["printers", "--client-config", &config]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    assert!(
+        table.starts_with("ID") && table.contains(&printer),
+        "{table}"
+    );
+    let out = client.run(&["printers", "--client-config", &config, "--json"]);
+    let list = report(&out);
+    assert_eq!(list[0]["id"], printer.as_str());
+
+    // A token given directly wins over the command; a wrong one is refused.
+    let out = client.run(&[
+        "shares",
+        "--client-config",
+        &config,
+        "--token",
+        "not-a-token",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("InvalidAuthenticationToken"),
+        "{}",
+        text(&out.stderr)
+    );
+}
