@@ -110,10 +110,9 @@ pub async fn upload(
     let mut missing = missing;
     // Each round sends what the session lacked at its start, then asks again. upspool lists
     // every gap, so one round suffices; a service that lists only some gaps (Graph's
-    // upload documentation allows it) takes more rounds. A round that makes no progress is
-    // an error rather than a loop.
+    // upload documentation allows it) takes more rounds. A round after which the session
+    // reports exactly the same gaps is an error rather than a loop.
     while !missing.is_empty() {
-        let before = total(&missing);
         futures_util::stream::iter(plan(&missing, cfg.segment_size))
             .map(|segment| up.send_segment(segment))
             .buffer_unordered(cfg.streams.max(1))
@@ -122,12 +121,13 @@ pub async fn upload(
         if up.document.lock().map(|d| d.is_some()).unwrap_or(false) {
             break;
         }
+        let sent = std::mem::take(&mut missing);
         missing = up.status().await?.missing;
-        if total(&missing) >= before {
+        if missing == sent {
             return Err(ClientError::Protocol {
                 what: "the upload".into(),
                 detail: format!(
-                    "the session still lacks {} bytes after every segment was acknowledged",
+                    "the session still lacks the same {} bytes after they were acknowledged",
                     total(&missing)
                 ),
             });

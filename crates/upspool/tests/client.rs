@@ -295,7 +295,7 @@ async fn a_killed_client_resumes_and_sends_only_what_is_missing() {
 
     // The first run: 20 segment PUTs (5 MiB) get through, every later one is held.
     let mut puts = 0;
-    proxy.set_rule(Box::new(move |m, p| {
+    proxy.set_rule(Box::new(move |m, p, _| {
         if !is_put(m, p) {
             return Action::Forward;
         }
@@ -394,7 +394,7 @@ async fn the_client_rides_through_a_server_restart() {
     let data = pdf(4 * MIB, 3);
     let file = client.file("doc.pdf", &data);
     let mut puts = 0;
-    proxy.set_rule(Box::new(move |m, p| {
+    proxy.set_rule(Box::new(move |m, p, _| {
         if !is_put(m, p) {
             return Action::Forward;
         }
@@ -466,7 +466,7 @@ async fn throttling_and_unavailability_are_retried_after_retry_after() {
     let file = client.file("doc.pdf", &data);
     // The first three segment PUTs: 503, 429, 503, each with Retry-After: 1.
     let mut puts = 0;
-    proxy.set_rule(Box::new(move |m, p| {
+    proxy.set_rule(Box::new(move |m, p, _| {
         if !is_put(m, p) {
             return Action::Forward;
         }
@@ -532,7 +532,7 @@ async fn exhausted_retries_exit_non_zero_with_a_clear_message() {
     share(&api, "Office").await;
     let client = Client::new();
     let file = client.file("doc.pdf", &pdf(300 * 1024, 5));
-    proxy.set_rule(Box::new(|m, p| {
+    proxy.set_rule(Box::new(|m, p, _| {
         if is_put(m, p) {
             Action::Respond {
                 status: 503,
@@ -697,7 +697,7 @@ async fn a_vanished_session_starts_over_and_no_resume_starts_fresh() {
         "--json",
     ];
     // A run that fails part-way (every PUT refused, no retries) leaves its state behind.
-    proxy.set_rule(Box::new(|m, p| {
+    proxy.set_rule(Box::new(|m, p, _| {
         if is_put(m, p) {
             Action::Respond {
                 status: 503,
@@ -741,7 +741,7 @@ async fn a_vanished_session_starts_over_and_no_resume_starts_fresh() {
     );
 
     // --no-resume ignores a resumable state.
-    proxy.set_rule(Box::new(|m, p| {
+    proxy.set_rule(Box::new(|m, p, _| {
         if is_put(m, p) {
             Action::Respond {
                 status: 503,
@@ -821,7 +821,7 @@ async fn an_upload_interrupted_before_start_is_only_started_on_the_next_run() {
         "--json",
     ];
     // The upload completes, but starting the job fails.
-    proxy.set_rule(Box::new(|m, p| {
+    proxy.set_rule(Box::new(|m, p, _| {
         if m == "POST" && p.ends_with("/start") {
             Action::Respond {
                 status: 503,
@@ -982,4 +982,77 @@ async fn the_config_file_names_the_server_and_the_token_command() {
         "{}",
         text(&out.stderr)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resuming_sends_exactly_the_gaps_even_when_the_service_lists_one_at_a_time() {
+    let (server, proxy) = proxied_server(&[]);
+    let api = Api::new(server.base_url());
+    let (_, share_id) = share(&api, "Office").await;
+    let client = Client::new();
+    let seg = 256 * 1024;
+    let data = pdf(16 * seg, 11);
+    let file = client.file("doc.pdf", &data);
+    let args = [
+        "print",
+        &file,
+        "--share",
+        "Office",
+        "--streams",
+        "4",
+        "--segment-size",
+        "256KiB",
+        "--server",
+        proxy.url(),
+        "--json",
+    ];
+    // The first run: segments 2 and 5 (0-based) are held, every other one arrives.
+    let held = [2 * seg, 5 * seg].map(|start| format!("bytes {start}-"));
+    proxy.set_rule(Box::new(move |m, p, range| {
+        if is_put(m, p) && range.is_some_and(|r| held.iter().any(|h| r.starts_with(h.as_str()))) {
+            Action::Hold
+        } else {
+            Action::Forward
+        }
+    }));
+    let mut first = client.spawn(&args);
+    wait_for("14 segments through and 2 held", || {
+        let through = proxy
+            .log()
+            .iter()
+            .filter(|s| is_put(&s.method, &s.path) && s.action == Action::Forward)
+            .count();
+        through == 14 && proxy.holding() == 2 && proxy.answered() >= 14 + 3
+    });
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(&client.state_files()[0]).unwrap()).unwrap();
+    let url = state["uploadUrl"]
+        .as_str()
+        .unwrap()
+        .replace(proxy.url(), server.base_url());
+    let truth = blocking_json(&url).unwrap();
+    assert_eq!(
+        truth["nextExpectedRanges"],
+        json!([
+            format!("{}-{}", 2 * seg, 3 * seg - 1),
+            format!("{}-{}", 5 * seg, 6 * seg - 1)
+        ]),
+        "two gaps on the service"
+    );
+
+    // The second run sees one gap per answer, and still sends exactly the two segments.
+    proxy.set_rule(Box::new(|m, p, _| {
+        if m == "GET" && p.starts_with("/uploadSessions/") {
+            Action::ForwardFirstGapOnly
+        } else {
+            Action::Forward
+        }
+    }));
+    let r = report(&client.run(&args));
+    assert_eq!(r["resumed"], true);
+    assert_eq!(r["bytesSent"], 2 * seg, "only the gaps, each once");
+    let got = download(&api, &share_id, &r).await;
+    assert_eq!(sha256(&got), sha256(&data));
 }

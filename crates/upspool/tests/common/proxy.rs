@@ -26,6 +26,9 @@ pub enum Action {
     },
     /// Keep the request waiting until [`Proxy::release`], then forward it.
     Hold,
+    /// Forward, and cut the answer's `nextExpectedRanges` to its first entry, as a service
+    /// that lists only some of the gaps would answer.
+    ForwardFirstGapOnly,
 }
 
 /// One request the proxy saw.
@@ -37,9 +40,8 @@ pub struct Seen {
     pub action: Action,
 }
 
-/// Decides each request's fate from its method and path (no query) and the number of
-/// earlier requests the rule was asked about.
-pub type Rule = Box<dyn FnMut(&str, &str) -> Action + Send>;
+/// Decides each request's fate from its method, path (no query) and `Content-Range`.
+pub type Rule = Box<dyn FnMut(&str, &str, Option<&str>) -> Action + Send>;
 
 struct Shared {
     upstream: Mutex<String>,
@@ -62,7 +64,7 @@ pub struct Proxy {
 
 /// A rule that forwards everything.
 pub fn forward_all() -> Rule {
-    Box::new(|_, _| Action::Forward)
+    Box::new(|_, _, _| Action::Forward)
 }
 
 impl Proxy {
@@ -159,7 +161,12 @@ impl Drop for Proxy {
 async fn handle(State(st): State<Arc<Shared>>, req: Request) -> Response {
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
-    let action = (st.rule.lock().unwrap())(&method, &path);
+    let range = req
+        .headers()
+        .get("content-range")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let action = (st.rule.lock().unwrap())(&method, &path, range.as_deref());
     st.log.lock().unwrap().push(Seen {
         at: Instant::now(),
         method: method.clone(),
@@ -188,9 +195,31 @@ async fn handle(State(st): State<Arc<Shared>>, req: Request) -> Response {
             let _ = rx.wait_for(|r| *r).await;
             st.holding.fetch_sub(1, Ordering::SeqCst);
         }
-        Action::Forward => {}
+        Action::Forward | Action::ForwardFirstGapOnly => {}
     }
-    forward(&st, req).await
+    let resp = forward(&st, req).await;
+    if action == Action::ForwardFirstGapOnly {
+        return first_gap_only(resp).await;
+    }
+    resp
+}
+
+/// The same answer with `nextExpectedRanges` cut to its first entry.
+async fn first_gap_only(resp: Response) -> Response {
+    let (mut parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
+    let bytes = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(mut v) if v["nextExpectedRanges"].is_array() => {
+            let ranges = v["nextExpectedRanges"].as_array_mut().unwrap();
+            ranges.truncate(1);
+            serde_json::to_vec(&v).unwrap().into()
+        }
+        _ => bytes,
+    };
+    parts.headers.remove("content-length");
+    Response::from_parts(parts, Body::from(bytes))
 }
 
 /// Sends the request on to the upstream, bodies streamed both ways; `502` when the upstream
