@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -791,14 +791,22 @@ fn usage_errors_exit_2_before_any_request() {
     ] {
         // Port 9 (discard) on loopback: any request would fail with exit 1, not 2.
         let out = client.run(&[&args[..], &["--server", "http://127.0.0.1:9"]].concat());
-        assert_ne!(out.status.code(), Some(0), "{args:?}");
         let err = text(&out.stderr);
         assert!(err.contains(needle), "{args:?}: {err}");
-        if !args.contains(&"/nonexistent/file.pdf") {
-            assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-        }
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
     }
-    let _ = Path::new(&file);
+    // A directory is no document either.
+    let dir = client.dir.path().display().to_string();
+    let out = client.run(&[
+        "print",
+        &dir,
+        "--share",
+        "x",
+        "--server",
+        "http://127.0.0.1:9",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("is not a file"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -202,6 +202,12 @@ async fn print_cmd(a: PrintArgs) -> Outcome {
         ),
         None => None,
     };
+    let readable = std::fs::File::open(&a.file).and_then(|f| f.metadata());
+    match readable {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => return Err(usage(format!("{} is not a file", a.file.display()))),
+        Err(e) => return Err(usage(format!("cannot read {}: {e}", a.file.display()))),
+    }
     let content_type = match &a.content_type {
         Some(t) => t.clone(),
         None => upspool_client::sniff::detect_file(&a.file)?.to_string(),
