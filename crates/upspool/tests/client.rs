@@ -405,6 +405,7 @@ async fn the_client_rides_through_a_server_restart() {
             Action::Hold
         }
     }));
+    // 12 retries: minutes of patience, however slowly a loaded machine restarts the server.
     let child = client.spawn(&[
         "print",
         &file,
@@ -414,6 +415,8 @@ async fn the_client_rides_through_a_server_restart() {
         "2",
         "--segment-size",
         "256KiB",
+        "--retries",
+        "12",
         "--server",
         proxy.url(),
         "--json",
