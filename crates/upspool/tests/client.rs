@@ -1067,3 +1067,30 @@ async fn resuming_sends_exactly_the_gaps_even_when_the_service_lists_one_at_a_ti
     let got = download(&api, &share_id, &r).await;
     assert_eq!(sha256(&got), sha256(&data));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_exits_130_and_keeps_the_upload_resumable() {
+    let (server, proxy) = proxied_server(&[]);
+    let api = Api::new(server.base_url());
+    share(&api, "Office").await;
+    let client = Client::new();
+    let file = client.file("doc.pdf", &pdf(MIB, 12));
+    proxy.set_rule(Box::new(|m, p, _| {
+        if is_put(m, p) {
+            Action::Hold
+        } else {
+            Action::Forward
+        }
+    }));
+    let child = client.spawn(&["print", &file, "--share", "Office", "--server", proxy.url()]);
+    wait_for("a held segment", || proxy.holding() >= 1);
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = wait_output(child);
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("run the same command again"));
+    assert_eq!(client.state_files().len(), 1, "resumable");
+}
