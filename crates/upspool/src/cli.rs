@@ -29,6 +29,169 @@ pub enum Command {
     Admin(AdminCommand),
     /// Print a bearer token signed by the embedded issuer (the data directory's key).
     Token(Box<TokenArgs>),
+    /// Print a file: create a job, upload the file (parallel, resumable), start the job.
+    Print(Box<PrintArgs>),
+    /// List the printers (administrators).
+    Printers(Box<ListArgs>),
+    /// List the printer shares you can print to.
+    Shares(Box<ListArgs>),
+    /// List print jobs of a share or printer.
+    Jobs(Box<JobsArgs>),
+    /// Show one print job.
+    Job(Box<JobArgs>),
+    /// Cancel a print job.
+    Cancel(Box<JobArgs>),
+}
+
+/// How the client commands reach the service. Flags win over environment variables, which
+/// win over the client configuration file.
+#[derive(Debug, Default, Args)]
+#[command(next_help_heading = "Connection")]
+pub struct ConnectArgs {
+    /// Base URL of the service, e.g. https://graph.microsoft.com [env: UPSPOOL_SERVER] [default: http://127.0.0.1:8631]
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// Bearer token [env: UPSPOOL_TOKEN] [default: the output of the configured token_command]
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// Also trust this PEM CA certificate (besides the system roots) [env: UPSPOOL_CA_CERT]
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+    /// Client configuration file [env: UPSPOOL_CLIENT_CONFIG] [default: $XDG_CONFIG_HOME/upspool/client.toml]
+    #[arg(long, value_name = "FILE")]
+    pub client_config: Option<PathBuf>,
+    /// Machine-readable JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `upspool printers`, `upspool shares`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+/// Where a job goes or is looked for: a share (by id or display name) or a printer.
+#[derive(Debug, Default, Args)]
+#[group(multiple = false)]
+pub struct TargetArgs {
+    /// Printer share id or display name
+    #[arg(long, value_name = "ID|NAME")]
+    pub share: Option<String>,
+    /// Printer id (printing to a printer directly needs printer permissions)
+    #[arg(long, value_name = "ID")]
+    pub printer: Option<String>,
+}
+
+/// `upspool jobs`.
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+/// `upspool job ID`, `upspool cancel ID`.
+#[derive(Debug, Args)]
+pub struct JobArgs {
+    /// Job id
+    pub id: String,
+    /// Where the job is (default: looked up on every visible share and printer)
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+/// `upspool print`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("where").required(true).args(["share", "printer"])))]
+pub struct PrintArgs {
+    /// The document: PDF, XPS/OXPS, PostScript, plain text or an image
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Printer share id or display name
+    #[arg(long, value_name = "ID|NAME")]
+    pub share: Option<String>,
+    /// Printer id
+    #[arg(long, value_name = "ID")]
+    pub printer: Option<String>,
+    /// Number of copies (1-999)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..=999))]
+    pub copies: Option<i32>,
+    /// Two-sided printing
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub duplex: Option<Duplex>,
+    /// Color mode
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub color: Option<ColorMode>,
+    /// Page orientation
+    #[arg(long, value_enum, value_name = "O")]
+    pub orientation: Option<Orientation>,
+    /// Pages to print, e.g. 1-3,5
+    #[arg(long, value_name = "RANGES")]
+    pub pages: Option<String>,
+    /// Media size, e.g. "ISO A4" or "North America Letter"
+    #[arg(long, value_name = "SIZE")]
+    pub media: Option<String>,
+    /// Resolution in dots per inch
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..))]
+    pub dpi: Option<i32>,
+    /// MIME type to send instead of the detected one (skips the content check)
+    #[arg(long, value_name = "TYPE")]
+    pub content_type: Option<String>,
+    /// Follow the job to its end; exit 3 unless it completed
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: give up after this long (exit 3) [default: no limit]
+    #[arg(long, value_name = "DURATION", requires = "wait")]
+    pub wait_timeout: Option<String>,
+    /// Concurrent upload streams
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub streams: u16,
+    /// Largest upload segment [default: 5MiB]
+    #[arg(long, value_name = "SIZE")]
+    pub segment_size: Option<String>,
+    /// Retries of a failing request before giving up
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub retries: u32,
+    /// Start a new job even if an interrupted upload of this file could be resumed
+    #[arg(long)]
+    pub no_resume: bool,
+    /// No progress output
+    #[arg(long, short)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Duplex {
+    /// oneSided
+    OneSided,
+    /// flipOnLongEdge
+    LongEdge,
+    /// flipOnShortEdge
+    ShortEdge,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum ColorMode {
+    Color,
+    /// blackAndWhite
+    Bw,
+    Grayscale,
+    Auto,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Orientation {
+    Portrait,
+    Landscape,
+    ReversePortrait,
+    ReverseLandscape,
 }
 
 /// Where the configuration comes from; shared by every command.

@@ -1,8 +1,10 @@
 //! The `upspool` binary: command-line dispatch and exit codes (0 ok, 1 runtime failure,
-//! 2 usage or configuration error). Everything else lives in the modules.
+//! 2 usage or configuration error; the client commands add 3, see `client`). Everything else
+//! lives in the modules.
 
 mod admin;
 mod cli;
+mod client;
 mod config;
 mod identity;
 mod logging;
@@ -68,6 +70,7 @@ fn main() -> ExitCode {
                 Err(e) => fail(RUNTIME_FAILURE, &format!("{e:#}")),
             }
         }
+        command => client::run(command),
     }
 }
 

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod proxy;
 pub mod sdk;
 
 use std::io::{BufRead, BufReader, Read};
