@@ -77,11 +77,6 @@ impl Slot {
         self.lock().received.get_or_insert(received);
     }
 
-    /// A copy of the committed ranges (empty if not loaded).
-    pub(crate) fn received(&self) -> RangeSet {
-        self.lock().received.clone().unwrap_or_default()
-    }
-
     /// Records a committed range. Call while holding `commit`, before the claim is dropped.
     pub(crate) fn record(&self, range: ByteRange) {
         self.lock()

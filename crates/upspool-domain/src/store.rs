@@ -80,8 +80,11 @@ pub struct Completion {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CommitOutcome {
-    /// The range is recorded and the expiry moved.
-    Committed,
+    /// The range is recorded and the expiry moved; the session is not complete. Carries the
+    /// received ranges as this commit saw them, so that the answer to this request reflects
+    /// its own commit even when a later one (possibly in the same grouped transaction)
+    /// completes the session: exactly one request answers `201`.
+    Committed(RangeSet),
     /// The range is recorded, and the session, document and job were completed.
     Completed,
     /// The session is no longer active (deleted, replaced, completed by someone else, or its

@@ -428,18 +428,14 @@ impl PrintService {
                 drop(claim);
                 self.after_session_gone(session.id).await
             }
-            CommitOutcome::Committed => {
-                let received = {
+            CommitOutcome::Committed(received) => {
+                {
                     let _commit = slot.commit.lock().await;
                     slot.record(range);
-                    slot.received()
-                };
-                drop(claim);
-                if received.covers(session.size) {
-                    // A concurrent commit applied after this one completed the session:
-                    // every byte is there, this request's included.
-                    return self.after_session_gone(session.id).await;
                 }
+                drop(claim);
+                // Answer from the state this commit saw: a concurrent commit applied after it
+                // may complete the session, and that request alone answers 201 (§8.3 step 11).
                 Ok(SegmentOutcome::Accepted(SessionStatus {
                     expires,
                     missing: received.complement(session.size),

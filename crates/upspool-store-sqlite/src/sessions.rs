@@ -160,9 +160,6 @@ async fn commit_segment_in(
         return Ok(CommitOutcome::SessionGone);
     };
     record_range(conn, &session, range).await?;
-    let Some(c) = completion else {
-        return Ok(CommitOutcome::Committed);
-    };
     // Completion is decided here, on the rows as this transaction sees them, so that commits
     // of one session need not be serialised by the caller: whichever commit covers the last
     // missing byte completes the session, in whatever order concurrent commits are applied.
@@ -172,9 +169,10 @@ async fn commit_segment_in(
         .await
         .map_err(map_err)?;
     let received = RangeSet::from_ranges(codec::all(&rows, codec::range)?);
-    if !received.covers(u64::try_from(size).unwrap_or(u64::MAX)) {
-        return Ok(CommitOutcome::Committed);
-    }
+    let Some(c) = completion.filter(|_| received.covers(u64::try_from(size).unwrap_or(u64::MAX)))
+    else {
+        return Ok(CommitOutcome::Committed(received));
+    };
 
     sqlx::query(
         "UPDATE upload_sessions SET state = 'completed', completed_at = ?, grace_until = ?

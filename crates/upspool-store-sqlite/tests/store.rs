@@ -479,19 +479,23 @@ async fn transition_job_is_compare_and_set() {
 async fn commit_segment_records_ranges_and_moves_expiry() {
     let (_dir, store) = open().await;
     let (_, j, d, s) = uploading(&store, 100).await;
-    assert_eq!(
+    assert!(matches!(
         store
             .commit_segment(s.id, r(0, 9), at(200), None)
             .await
             .unwrap(),
-        CommitOutcome::Committed
-    );
+        CommitOutcome::Committed(_)
+    ));
+    // The answer carries the ranges as the commit saw them: the earlier one included.
     assert_eq!(
         store
             .commit_segment(s.id, r(20, 29), at(300), None)
             .await
             .unwrap(),
-        CommitOutcome::Committed
+        CommitOutcome::Committed(upspool_domain::range_set::RangeSet::from_ranges([
+            r(0, 9),
+            r(20, 29)
+        ]))
     );
     let (got, ranges) = store.get_upload_session(s.id).await.unwrap().unwrap();
     assert_eq!(
@@ -582,13 +586,13 @@ async fn commit_segment_completes_only_once_every_byte_is_recorded() {
     let (_, j, d, s) = uploading(&store, 100).await;
     let c = completion(&s, &d);
     for range in [r(50, 99), r(0, 9), r(20, 49)] {
-        assert_eq!(
+        assert!(matches!(
             store
                 .commit_segment(s.id, range, at(200), Some(&c))
                 .await
                 .unwrap(),
-            CommitOutcome::Committed
-        );
+            CommitOutcome::Committed(_)
+        ));
     }
     let (active, _) = store.get_upload_session(s.id).await.unwrap().unwrap();
     assert_eq!(active.state, SessionState::Active);
@@ -688,7 +692,7 @@ async fn concurrent_commits_are_all_recorded() {
         })
         .collect();
     for t in tasks {
-        assert_eq!(t.await.unwrap(), CommitOutcome::Committed);
+        assert!(matches!(t.await.unwrap(), CommitOutcome::Committed(_)));
     }
     let (_, ranges) = store.get_upload_session(s.id).await.unwrap().unwrap();
     assert_eq!(ranges.ranges(), &[r(0, 159)]);
@@ -709,13 +713,13 @@ async fn committed_ranges_are_stored_merged() {
         (45, 62),
         (999, 999),
     ] {
-        assert_eq!(
+        assert!(matches!(
             store
                 .commit_segment(s.id, r(a, b), at(200), None)
                 .await
                 .unwrap(),
-            CommitOutcome::Committed
-        );
+            CommitOutcome::Committed(_)
+        ));
     }
     let (_, ranges) = store.get_upload_session(s.id).await.unwrap().unwrap();
     assert_eq!(ranges.ranges(), &[r(0, 29), r(40, 69), r(999, 999)]);
@@ -766,13 +770,13 @@ async fn replace_upload_session_returns_old_sessions_and_drops_their_ranges() {
             .unwrap(),
         CommitOutcome::SessionGone
     );
-    assert_eq!(
+    assert!(matches!(
         store
             .commit_segment(s2.id, r(10, 19), at(300), None)
             .await
             .unwrap(),
-        CommitOutcome::Committed
-    );
+        CommitOutcome::Committed(_)
+    ));
 }
 
 #[tokio::test]
@@ -1052,7 +1056,7 @@ async fn two_stores_on_one_file_commit_concurrently() {
         })
         .collect();
     for t in tasks {
-        assert_eq!(t.await.unwrap(), CommitOutcome::Committed);
+        assert!(matches!(t.await.unwrap(), CommitOutcome::Committed(_)));
     }
     for store in [&a, &b] {
         let (_, ranges) = store.get_upload_session(s.id).await.unwrap().unwrap();
