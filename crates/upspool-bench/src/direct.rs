@@ -215,3 +215,122 @@ pub fn read_file(path: &Path, chunk: usize) -> anyhow::Result<(u64, Duration)> {
     }
     Ok((n, started.elapsed()))
 }
+
+/// The network part of the machine's limit: upspool's clients reach it over TCP, and on
+/// loopback every byte is copied by the sender into the socket and by the receiver out of it,
+/// on the same cores as the disk writes. These baselines do that and the same file I/O with no
+/// HTTP, no metadata and no upspool, so the ratio beside them is upspool's own overhead.
+pub mod loopback {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    /// Like [`Scratch::write_segments`], but every segment first crosses a loopback TCP
+    /// connection per stream: the sender writes a 16-byte header (offset, length) and the
+    /// bytes, the receiver reads them in `io`-sized pieces, writes each at its offset,
+    /// `fdatasync`s, then answers one byte, which the sender waits for before its next
+    /// segment (request, durable write, acknowledgement).
+    pub fn write_segments(
+        scratch: &Scratch,
+        size: u64,
+        segment: usize,
+        streams: usize,
+        io: usize,
+        data: &[u8],
+    ) -> anyhow::Result<Duration> {
+        let name = format!("tcp-segments-{streams}");
+        let file = scratch.create(&name, size)?;
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let next = AtomicU64::new(0);
+        let started = Instant::now();
+        std::thread::scope(|s| -> anyhow::Result<()> {
+            let mut threads = Vec::new();
+            for _ in 0..streams {
+                let mut conn = TcpStream::connect(addr)?;
+                let (mut peer, _) = listener.accept()?;
+                let (file, next) = (&file, &next);
+                threads.push(s.spawn(move || -> anyhow::Result<()> {
+                    let mut buf = vec![0u8; io];
+                    let mut header = [0u8; 16];
+                    loop {
+                        match peer.read_exact(&mut header) {
+                            Ok(()) => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                                return Ok(())
+                            }
+                            Err(e) => return Err(e.into()),
+                        }
+                        let at = u64::from_le_bytes(header[..8].try_into()?);
+                        let len = u64::from_le_bytes(header[8..].try_into()?);
+                        let mut done = 0u64;
+                        while done < len {
+                            let n = (len - done).min(io as u64) as usize;
+                            peer.read_exact(&mut buf[..n])?;
+                            file.write_all_at(&buf[..n], at + done)?;
+                            done += n as u64;
+                        }
+                        file.sync_data()?;
+                        peer.write_all(&[1])?;
+                    }
+                }));
+                threads.push(s.spawn(move || -> anyhow::Result<()> {
+                    let mut ack = [0u8; 1];
+                    loop {
+                        let at = next.fetch_add(segment as u64, Ordering::Relaxed);
+                        if at >= size {
+                            conn.shutdown(std::net::Shutdown::Write)?;
+                            return Ok(());
+                        }
+                        let len = (size - at).min(segment as u64);
+                        conn.write_all(&at.to_le_bytes())?;
+                        conn.write_all(&len.to_le_bytes())?;
+                        conn.write_all(&data[..len as usize])?;
+                        conn.read_exact(&mut ack)?;
+                    }
+                }));
+            }
+            for t in threads {
+                t.join().expect("loopback thread")?;
+            }
+            Ok(())
+        })?;
+        let took = started.elapsed();
+        std::fs::remove_file(scratch.path(&name))?;
+        Ok(took)
+    }
+
+    /// A file sent over one loopback TCP connection: `chunk`-sized positional reads written to
+    /// the socket, the other end reading and discarding. Returns the byte count and the time.
+    pub fn send_file(path: &Path, chunk: usize) -> anyhow::Result<(u64, Duration)> {
+        let file = File::open(path).with_context(|| format!("open {}", path.display()))?;
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let mut conn = TcpStream::connect(listener.local_addr()?)?;
+        let (mut peer, _) = listener.accept()?;
+        let started = Instant::now();
+        let sender = std::thread::spawn(move || -> anyhow::Result<()> {
+            let mut buf = vec![0u8; chunk];
+            let mut at = 0u64;
+            loop {
+                let n = file.read_at(&mut buf, at)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                peer.write_all(&buf[..n])?;
+                at += n as u64;
+            }
+        });
+        let mut buf = vec![0u8; 1 << 20];
+        let mut n = 0u64;
+        loop {
+            match conn.read(&mut buf)? {
+                0 => break,
+                k => n += k as u64,
+            }
+        }
+        let took = started.elapsed();
+        sender.join().expect("sender thread")?;
+        Ok((n, took))
+    }
+}

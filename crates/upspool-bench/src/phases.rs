@@ -153,6 +153,11 @@ pub async fn upload_and_download(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
             })
             .await?;
         let direct = before.min(after);
+        let tcp = b
+            .direct(move |b| {
+                direct::loopback::write_segments(&b.scratch, size, seg, streams, ENGINE_IO, &b.data)
+            })
+            .await?;
         rows.push(
             Row::new(
                 1,
@@ -161,6 +166,15 @@ pub async fn upload_and_download(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
                 "MiB/s",
             )
             .ratio_to(mib_per_s(p.upload, direct), Some(0.8)),
+        );
+        rows.push(
+            Row::new(
+                1,
+                format!("  the same beside loopback TCP + the same writes, {streams} stream(s)"),
+                mib_per_s(p.upload, took),
+                "MiB/s",
+            )
+            .ratio_to(mib_per_s(p.upload, tcp), None),
         );
         if first.is_none() {
             first = Some((job, session_of(&url)?.to_string()));
@@ -171,7 +185,7 @@ pub async fn upload_and_download(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
     let blob = server.data_dir.join("blobs").join(format!("s-{session}"));
     // Both read the same file from a warm page cache; best of three each.
     direct::read_file(&blob, 1 << 20)?;
-    let (mut via, mut raw) = (Duration::MAX, Duration::MAX);
+    let (mut via, mut raw, mut tcp) = (Duration::MAX, Duration::MAX, Duration::MAX);
     for _ in 0..3 {
         let started = Instant::now();
         let n = api.download(&job).await?;
@@ -182,6 +196,12 @@ pub async fn upload_and_download(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
             tokio::task::spawn_blocking(move || direct::read_file(&path, 1 << 20)).await??;
         anyhow::ensure!(n == p.upload, "read {n} of {} bytes", p.upload);
         raw = raw.min(took);
+        let path = blob.clone();
+        let (n, took) =
+            tokio::task::spawn_blocking(move || direct::loopback::send_file(&path, 512 << 10))
+                .await??;
+        anyhow::ensure!(n == p.upload, "sent {n} of {} bytes", p.upload);
+        tcp = tcp.min(took);
     }
     rows.push(
         Row::new(
@@ -191,6 +211,15 @@ pub async fn upload_and_download(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
             "MiB/s",
         )
         .ratio_to(mib_per_s(p.upload, raw), Some(0.8)),
+    );
+    rows.push(
+        Row::new(
+            5,
+            "  the same beside the file sent over loopback TCP",
+            mib_per_s(p.upload, via),
+            "MiB/s",
+        )
+        .ratio_to(mib_per_s(p.upload, tcp), None),
     );
     Ok(rows)
 }

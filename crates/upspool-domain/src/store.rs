@@ -242,6 +242,18 @@ pub trait BlobStore: Send + Sync + 'static {
 pub trait BlobHandle: Send + Sync {
     /// Writes `data` at `offset`. Not durable until `sync`.
     async fn write_at(&self, offset: u64, data: Bytes) -> Result<(), BlobError>;
+    /// Writes `parts` one after another from `offset`: a body received in several chunks,
+    /// without gathering them into one buffer first. Not durable until `sync`. Stores that can
+    /// write vectored (`pwritev`) should; the default writes the parts one by one.
+    async fn write_parts_at(&self, offset: u64, parts: Vec<Bytes>) -> Result<(), BlobError> {
+        let mut at = offset;
+        for p in parts {
+            let n = p.len() as u64;
+            self.write_at(at, p).await?;
+            at += n;
+        }
+        Ok(())
+    }
     /// Reads exactly `len` bytes at `offset` (bytes never written read as zeros).
     async fn read_at(&self, offset: u64, len: usize) -> Result<Bytes, BlobError>;
     /// Makes every write made so far through any handle of this blob durable.

@@ -483,9 +483,9 @@ impl PrintService {
     ) -> Result<SegmentOutcome> {
         let handle = self.blobs.open(&session.blob).await?;
         let mut blocks = Blocks::new(segment.body, range);
-        while let Some((at, data)) = blocks.next().await? {
-            let stored = handle.read_at(at, data.len()).await?;
-            if stored != data {
+        while let Some(block) = blocks.next().await? {
+            let stored = handle.read_at(block.at, block.len).await?;
+            if stored != block.contiguous(0, block.len) {
                 return Err(DomainError::FragmentOverlap);
             }
         }
@@ -528,13 +528,62 @@ fn too_short(range: ByteRange, got: u64) -> DomainError {
     ))
 }
 
+/// Most chunks a block keeps as they arrived; past this the block is gathered into one buffer,
+/// so that a body sent in tiny chunks neither pins many receive buffers nor needs more than a
+/// few iovecs per write.
+const MAX_PARTS: usize = 8;
+
+/// Body bytes that belong at `at`, at most [`IO_BUFFER`] of them, kept in the chunks they
+/// arrived in: writing them with one vectored write costs no copy, where gathering them into
+/// one buffer first would copy every byte of every upload once more.
+struct Block {
+    at: u64,
+    parts: Vec<Bytes>,
+    len: usize,
+}
+
+impl Block {
+    /// Bytes `from..from + len` of the block as slices of its parts (no copy).
+    fn slices(&self, from: usize, len: usize) -> Vec<Bytes> {
+        let (mut skip, mut left, mut out) = (from, len, Vec::new());
+        for p in &self.parts {
+            if left == 0 {
+                break;
+            }
+            if skip >= p.len() {
+                skip -= p.len();
+                continue;
+            }
+            let take = (p.len() - skip).min(left);
+            out.push(p.slice(skip..skip + take));
+            left -= take;
+            skip = 0;
+        }
+        out
+    }
+
+    /// Bytes `from..from + len` in one buffer: a slice when one part holds them, else a copy
+    /// (only overlap comparisons need this).
+    fn contiguous(&self, from: usize, len: usize) -> Bytes {
+        let mut slices = self.slices(from, len);
+        if slices.len() == 1 {
+            return slices.pop().expect("one slice");
+        }
+        let mut buf = BytesMut::with_capacity(len);
+        for s in slices {
+            buf.extend_from_slice(&s);
+        }
+        buf.freeze()
+    }
+}
+
 /// Cuts a body into blocks of at most [`IO_BUFFER`] bytes, each with the offset it belongs
 /// at, refusing bodies longer than their range. The only memory a request holds is one block
-/// (plus the chunk being cut). Small chunks are gathered by copying; a block that lies whole
-/// in one chunk is a slice of it, since copying it would cost a memcpy and gain nothing.
+/// (plus the chunk being cut).
 struct Blocks {
     body: BodyStream,
-    buf: BytesMut,
+    parts: Vec<Bytes>,
+    len: usize,
     pending: Bytes,
     next_at: u64,
     range: ByteRange,
@@ -547,7 +596,8 @@ impl Blocks {
     fn new(body: BodyStream, range: ByteRange) -> Self {
         Blocks {
             body,
-            buf: BytesMut::new(),
+            parts: Vec::new(),
+            len: 0,
             pending: Bytes::new(),
             next_at: range.start,
             range,
@@ -556,27 +606,26 @@ impl Blocks {
         }
     }
 
-    async fn next(&mut self) -> Result<Option<(u64, Bytes)>> {
+    async fn next(&mut self) -> Result<Option<Block>> {
         loop {
-            if self.buf.is_empty() && self.pending.len() >= IO_BUFFER {
-                // A whole block already sits in one received chunk: pass it on, no copy.
-                let at = self.next_at;
-                self.next_at += IO_BUFFER as u64;
-                return Ok(Some((at, self.pending.split_to(IO_BUFFER))));
-            }
             if !self.pending.is_empty() {
-                if self.buf.capacity() == 0 {
-                    self.buf.reserve(IO_BUFFER);
+                let take = (IO_BUFFER - self.len).min(self.pending.len());
+                if self.parts.len() == MAX_PARTS {
+                    self.gather();
                 }
-                let take = (IO_BUFFER - self.buf.len()).min(self.pending.len());
-                self.buf.extend_from_slice(&self.pending.split_to(take));
+                self.parts.push(self.pending.split_to(take));
+                self.len += take;
             }
-            let full = self.buf.len() == IO_BUFFER;
-            let last = self.done && self.pending.is_empty() && !self.buf.is_empty();
+            let full = self.len == IO_BUFFER;
+            let last = self.done && self.pending.is_empty() && self.len > 0;
             if full || last {
-                let at = self.next_at;
-                self.next_at += self.buf.len() as u64;
-                return Ok(Some((at, self.buf.split().freeze())));
+                let block = Block {
+                    at: self.next_at,
+                    parts: std::mem::take(&mut self.parts),
+                    len: std::mem::take(&mut self.len),
+                };
+                self.next_at += block.len as u64;
+                return Ok(Some(block));
             }
             if self.done {
                 return Ok(None);
@@ -599,6 +648,15 @@ impl Blocks {
             }
         }
     }
+
+    /// Copies the parts gathered so far into one buffer with room for a whole block.
+    fn gather(&mut self) {
+        let mut buf = BytesMut::with_capacity(IO_BUFFER);
+        for p in self.parts.drain(..) {
+            buf.extend_from_slice(&p);
+        }
+        self.parts.push(buf.freeze());
+    }
 }
 
 /// Streams the body: new bytes are written, bytes already committed are compared. Returns
@@ -612,9 +670,9 @@ async fn stream_segment(
 ) -> Result<bool> {
     let mut blocks = Blocks::new(body, range);
     let mut wrote = false;
-    while let Some((at, data)) = blocks.next().await? {
+    while let Some(block) = blocks.next().await? {
         let started = std::time::Instant::now();
-        let written = flush(handle, at, data, claim).await?;
+        let written = flush(handle, &block, claim).await?;
         if let Some(o) = observer.filter(|_| written > 0) {
             o.written(written, started.elapsed());
         }
@@ -626,22 +684,22 @@ async fn stream_segment(
     Ok(wrote)
 }
 
-/// Handles `data`, which belongs at `at`: parts in the claim's new ranges are written, parts
-/// in its existing ranges must equal what is stored. Returns how many bytes were written.
-async fn flush(handle: &dyn BlobHandle, at: u64, data: Bytes, claim: &Claim) -> Result<u64> {
-    let span = ByteRange::new(at, at + data.len() as u64 - 1).expect("non-empty flush");
+/// Handles `block`: parts in the claim's new ranges are written, parts in its existing ranges
+/// must equal what is stored. Returns how many bytes were written.
+async fn flush(handle: &dyn BlobHandle, block: &Block, claim: &Claim) -> Result<u64> {
+    let span = ByteRange::new(block.at, block.at + block.len as u64 - 1).expect("non-empty block");
     for r in claim.existing.iter().filter_map(|r| r.intersect(&span)) {
-        let from = (r.start - at) as usize;
+        let from = (r.start - block.at) as usize;
         let stored = handle.read_at(r.start, r.len() as usize).await?;
-        if stored[..] != data[from..from + r.len() as usize] {
+        if stored != block.contiguous(from, r.len() as usize) {
             return Err(DomainError::FragmentOverlap);
         }
     }
     let mut wrote = 0;
     for r in claim.new.iter().filter_map(|r| r.intersect(&span)) {
-        let from = (r.start - at) as usize;
+        let from = (r.start - block.at) as usize;
         handle
-            .write_at(r.start, data.slice(from..from + r.len() as usize))
+            .write_parts_at(r.start, block.slices(from, r.len() as usize))
             .await?;
         wrote += r.len();
     }
@@ -652,37 +710,66 @@ async fn flush(handle: &dyn BlobHandle, at: u64, data: Bytes, claim: &Claim) -> 
 mod tests {
     use super::*;
 
-    /// Blocks cover the body exactly, in order, at most `IO_BUFFER` each; a block lying whole
-    /// in one received chunk is that chunk's memory, not a copy.
+    /// Blocks cover the body exactly, in order, at most `IO_BUFFER` each, and keep the
+    /// received chunks' memory: no byte is copied while fewer than `MAX_PARTS` chunks make a
+    /// block.
     #[tokio::test]
-    async fn blocks_cut_bodies_and_pass_large_chunks_through() {
+    async fn blocks_cut_bodies_without_copying_the_chunks() {
         let body: Vec<u8> = (0..(900 * 1024 + 17)).map(|i| (i % 251) as u8).collect();
-        let chunks = [
-            Bytes::copy_from_slice(&body[..100 * 1024]),
-            Bytes::copy_from_slice(&body[100 * 1024..800 * 1024]),
-            Bytes::copy_from_slice(&body[800 * 1024..]),
-        ];
-        let big = chunks[1].as_ptr_range();
+        let mut chunks = vec![Bytes::copy_from_slice(&body[..100 * 1024])];
+        chunks.push(Bytes::copy_from_slice(&body[100 * 1024..800 * 1024]));
+        // The tail in 64 KiB chunks, as hyper delivers bodies.
+        chunks.extend(
+            body[800 * 1024..]
+                .chunks(64 * 1024)
+                .map(Bytes::copy_from_slice),
+        );
+        let owned: Vec<std::ops::Range<*const u8>> =
+            chunks.iter().map(|c| c.as_ptr_range()).collect();
         let stream: BodyStream =
             futures_util::stream::iter(chunks.clone().into_iter().map(Ok)).boxed();
         let range = ByteRange::new(1000, 1000 + body.len() as u64 - 1).unwrap();
         let mut blocks = Blocks::new(stream, range);
-        let (mut next, mut seen, mut passed) = (1000, Vec::new(), 0);
-        while let Some((at, block)) = blocks.next().await.unwrap() {
-            assert_eq!(at, next);
-            assert!(!block.is_empty() && block.len() <= IO_BUFFER);
-            if big.contains(&block.as_ptr()) {
-                passed += 1;
+        let (mut next, mut seen) = (1000, Vec::new());
+        while let Some(block) = blocks.next().await.unwrap() {
+            assert_eq!(block.at, next);
+            assert!(block.len > 0 && block.len <= IO_BUFFER);
+            assert_eq!(block.len, block.parts.iter().map(Bytes::len).sum::<usize>());
+            for p in &block.parts {
+                assert!(
+                    owned.iter().any(|o| o.contains(&p.as_ptr())),
+                    "a part is a received chunk's memory, not a copy"
+                );
             }
-            next += block.len() as u64;
-            seen.extend_from_slice(&block);
+            next += block.len as u64;
+            seen.extend_from_slice(&block.contiguous(0, block.len));
         }
         assert_eq!(seen, body);
         assert_eq!(blocks.got, body.len() as u64);
-        assert_eq!(
-            passed, 2,
-            "the 700 KiB chunk holds two whole blocks after the first"
-        );
+    }
+
+    /// A body in tiny chunks is gathered, so a block never holds more than `MAX_PARTS`.
+    #[tokio::test]
+    async fn tiny_chunks_are_gathered() {
+        let body: Vec<u8> = (0..(300 * 1024)).map(|i| (i % 249) as u8).collect();
+        let stream: BodyStream = futures_util::stream::iter(
+            body.chunks(1000)
+                .map(|c| Ok(Bytes::copy_from_slice(c)))
+                .collect::<Vec<_>>(),
+        )
+        .boxed();
+        let range = ByteRange::new(0, body.len() as u64 - 1).unwrap();
+        let mut blocks = Blocks::new(stream, range);
+        let mut seen = Vec::new();
+        while let Some(block) = blocks.next().await.unwrap() {
+            assert!(block.parts.len() <= MAX_PARTS);
+            for (from, len) in [(0, block.len), (block.len / 3, block.len / 2)] {
+                let sliced: Vec<u8> = block.slices(from, len).concat();
+                assert_eq!(sliced, &block.contiguous(0, block.len)[from..from + len]);
+            }
+            seen.extend_from_slice(&block.contiguous(0, block.len));
+        }
+        assert_eq!(seen, body);
     }
 
     #[test]
