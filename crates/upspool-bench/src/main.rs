@@ -60,6 +60,10 @@ struct Cli {
     /// Item 1/5: document size in MiB [default: 1024, quick 128]
     #[arg(long)]
     upload_mib: Option<u64>,
+    /// Item 1: rounds of (direct, upspool, loopback) runs, interleaved; medians are reported,
+    /// since this machine's disk changes speed from minute to minute [default: 3, quick 1]
+    #[arg(long)]
+    rounds: Option<usize>,
     /// Segment size in MiB for every large upload.
     #[arg(long, default_value_t = 8)]
     segment_mib: u64,
@@ -112,6 +116,7 @@ impl Cli {
         let plan = Plan {
             upload: self.upload_mib.unwrap_or(q64(1024, 128)) * MIB,
             segment: (self.segment_mib * MIB) as usize,
+            rounds: self.rounds.unwrap_or(q(3, 1)).max(1),
             rss_uploads: self.rss_uploads,
             rss_size: self.rss_mib.unwrap_or(q64(256, 32)) * MIB,
             final_small: MIB,

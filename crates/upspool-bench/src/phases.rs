@@ -26,6 +26,7 @@ const ENGINE_IO: usize = 256 * 1024;
 pub struct Plan {
     pub upload: u64,
     pub segment: usize,
+    pub rounds: usize,
     pub rss_uploads: usize,
     pub rss_size: u64,
     pub final_small: u64,
@@ -128,40 +129,50 @@ pub async fn upload_and_download(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
     let mut first: Option<(Job, String)> = None;
     for streams in [1, 4] {
         let (size, seg) = (p.upload, p.segment);
-        // The limit is the better of a direct run before and one after upspool's, so that
-        // neither side gains from the order (disk caches, writeback left by the other).
-        let before = b
-            .direct(move |b| {
-                b.scratch
-                    .write_segments(size, seg, streams, ENGINE_IO, &b.data)
-            })
-            .await?;
-        let (job, url) = api.ready_upload(&printer, p.upload).await?;
-        let took = upload_range(
-            &server.base,
-            &url,
-            (0, p.upload, p.upload),
-            p.segment,
-            streams,
-            &b.data,
-        )
-        .await?;
-        let after = b
-            .direct(move |b| {
-                b.scratch
-                    .write_segments(size, seg, streams, ENGINE_IO, &b.data)
-            })
-            .await?;
-        let direct = before.min(after);
-        let tcp = b
-            .direct(move |b| {
-                direct::loopback::write_segments(&b.scratch, size, seg, streams, ENGINE_IO, &b.data)
-            })
-            .await?;
+        // The disk's speed drifts within minutes, so direct, upspool and loopback runs are
+        // interleaved round by round and each side's median is compared.
+        let (mut direct, mut via, mut tcp) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..p.rounds {
+            direct.push(
+                b.direct(move |b| {
+                    b.scratch
+                        .write_segments(size, seg, streams, ENGINE_IO, &b.data)
+                })
+                .await?,
+            );
+            let (job, url) = api.ready_upload(&printer, p.upload).await?;
+            via.push(
+                upload_range(
+                    &server.base,
+                    &url,
+                    (0, p.upload, p.upload),
+                    p.segment,
+                    streams,
+                    &b.data,
+                )
+                .await?,
+            );
+            if first.is_none() {
+                first = Some((job, session_of(&url)?.to_string()));
+            }
+            tcp.push(
+                b.direct(move |b| {
+                    direct::loopback::write_segments(
+                        &b.scratch, size, seg, streams, ENGINE_IO, &b.data,
+                    )
+                })
+                .await?,
+            );
+        }
+        let (direct, took, tcp) = (median(direct), median(via), median(tcp));
+        let rounds = match p.rounds {
+            1 => String::new(),
+            n => format!(", median of {n}"),
+        };
         rows.push(
             Row::new(
                 1,
-                format!("upload {}, {streams} stream(s)", b.upload_rows()),
+                format!("upload {}, {streams} stream(s){rounds}", b.upload_rows()),
                 mib_per_s(p.upload, took),
                 "MiB/s",
             )
@@ -176,9 +187,6 @@ pub async fn upload_and_download(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
             )
             .ratio_to(mib_per_s(p.upload, tcp), None),
         );
-        if first.is_none() {
-            first = Some((job, session_of(&url)?.to_string()));
-        }
     }
 
     let (job, session) = first.expect("one upload ran");
@@ -511,4 +519,10 @@ pub async fn whole_jobs(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
         Row::new(6, format!("{what}: p50"), lat.p50_ms(), "ms").limit(dlat.p50_ms()),
         Row::new(6, format!("{what}: p99"), lat.p99_ms(), "ms").limit(dlat.p99_ms()),
     ])
+}
+
+/// The median of some durations (the upper one of an even count).
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort_unstable();
+    v[v.len() / 2]
 }
