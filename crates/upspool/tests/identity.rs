@@ -585,6 +585,18 @@ async fn deny_matrix_and_allow_paths() {
                 "{case} on {}: WWW-Authenticate {challenge:?}",
                 e.name
             );
+            // RFC 6750 §3.1: a token that was sent and refused is an invalid_token; a request
+            // without one gets the bare challenge. Upload URLs take no bearer token at all.
+            if !e.path.contains("tempauthtoken") {
+                assert_eq!(
+                    challenge
+                        .as_deref()
+                        .is_some_and(|c| c.contains("error=\"invalid_token\"")),
+                    token.is_some(),
+                    "{case} on {}: WWW-Authenticate {challenge:?}",
+                    e.name
+                );
+            }
             assert_graph_error(
                 resp,
                 StatusCode::UNAUTHORIZED,
