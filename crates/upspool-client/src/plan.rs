@@ -1,40 +1,11 @@
 //! Byte ranges and the segment planner: what to send, cut from what the service says is
 //! missing (`nextExpectedRanges`), so that nothing it already has is sent again.
 
-use std::fmt;
-
 use crate::error::{ClientError, Result};
 
-/// Bytes `start..=end` of the document (inclusive, as in `Content-Range`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct ByteRange {
-    pub start: u64,
-    pub end: u64,
-}
-
-impl ByteRange {
-    pub fn len(&self) -> u64 {
-        self.end - self.start + 1
-    }
-
-    /// Never true: a range holds at least one byte.
-    pub fn is_empty(&self) -> bool {
-        false
-    }
-
-    /// The bytes of `self` that are also in `other`.
-    pub fn intersect(&self, other: &ByteRange) -> Option<ByteRange> {
-        let start = self.start.max(other.start);
-        let end = self.end.min(other.end);
-        (start <= end).then_some(ByteRange { start, end })
-    }
-}
-
-impl fmt::Display for ByteRange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.start, self.end)
-    }
-}
+/// The domain's closed byte interval, the same as `Content-Range` and `nextExpectedRanges`
+/// spell it.
+pub use upspool_domain::range_set::ByteRange;
 
 /// Parses `nextExpectedRanges` for a document of `size` bytes: `"a-b"` closed, or `"a-"` /
 /// `"a"` open to the end (Graph writes both forms). Ranges past the end are refused.
