@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::api::{random_bytes, sha256, Api, JobRef};
+use common::api::{sha256, Api, JobRef};
 use common::sdk;
 use common::Server;
 use serde_json::json;
@@ -61,18 +61,11 @@ async fn js_sdk_prints_over_https_with_custom_hosts() {
     let user = tls_api.with_token(&target.user_token);
     let plain = Api::new(server.base_url());
 
-    let files = tempfile::TempDir::new().unwrap();
-    let inputs = [
-        ("large.pdf", random_bytes(12 * MIB, 17)),
-        ("small.pdf", random_bytes(300_000, 18)),
-    ];
-    for (name, bytes) in &inputs {
-        std::fs::write(files.path().join(name), bytes).unwrap();
-    }
+    let inputs = sdk::Inputs::new(17);
 
     let mut cmd = Command::new(&node);
     cmd.arg(sdk::sdk_dir("js/print_roundtrip.js"))
-        .args(inputs.iter().map(|(n, _)| files.path().join(n)))
+        .args(inputs.paths())
         .env("NODE_EXTRA_CA_CERTS", &cert)
         .env("SDK_BASE_URL", &https)
         .env("SDK_VERSION", "v1.0")
@@ -91,8 +84,8 @@ async fn js_sdk_prints_over_https_with_custom_hosts() {
         "share listed: {report}"
     );
     let jobs = report["jobs"].as_array().expect("jobs");
-    assert_eq!(jobs.len(), inputs.len(), "{report}");
-    for ((name, bytes), job) in inputs.iter().zip(jobs) {
+    assert_eq!(jobs.len(), inputs.files.len(), "{report}");
+    for ((name, bytes), job) in inputs.files.iter().zip(jobs) {
         let size = bytes.len() as u64;
         let doc = job["document"].as_str().expect("document id");
         assert_eq!(job["created_state"], "paused", "{name}: {job}");

@@ -17,7 +17,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::api::{random_bytes, sha256, Api, JobRef};
+use common::api::{sha256, Api, JobRef};
 use common::sdk;
 use common::Server;
 use reqwest::StatusCode;
@@ -63,18 +63,11 @@ async fn print_with_the_python_sdk(tls: bool) {
     // /metrics on the plain listener.
     let plain = Api::new(server.base_url());
 
-    let files = tempfile::TempDir::new().unwrap();
-    let inputs = [
-        ("large.pdf", random_bytes(12 * MIB, 7)),
-        ("small.pdf", random_bytes(300_000, 8)),
-    ];
-    for (name, bytes) in &inputs {
-        std::fs::write(files.path().join(name), bytes).unwrap();
-    }
+    let inputs = sdk::Inputs::new(7);
 
     let mut cmd = Command::new(&python);
     cmd.arg(sdk::sdk_dir("python/print_roundtrip.py"))
-        .args(inputs.iter().map(|(n, _)| files.path().join(n)))
+        .args(inputs.paths())
         .env("SDK_BASE_URL", format!("{base}/v1.0"))
         .env("SDK_TOKEN", &target.user_token)
         .env("SDK_SHARE_ID", &target.share)
@@ -113,8 +106,8 @@ async fn print_with_the_python_sdk(tls: bool) {
     );
 
     let jobs = report["jobs"].as_array().expect("jobs");
-    assert_eq!(jobs.len(), inputs.len(), "{report}");
-    for ((name, bytes), job) in inputs.iter().zip(jobs) {
+    assert_eq!(jobs.len(), inputs.files.len(), "{report}");
+    for ((name, bytes), job) in inputs.files.iter().zip(jobs) {
         let size = bytes.len() as u64;
         let doc = job["document"].as_str().expect("document id");
         assert_eq!(job["created_state"], "paused", "{name}: {job}");

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use super::api::Api;
+use super::api::{random_bytes, Api};
 use super::Server;
 
 /// The script that installs the SDKs (named in every skip or failure message).
@@ -208,4 +208,34 @@ pub async fn upload_requests(api: &Api, method: &str, status: u16) -> u64 {
         ),
     )
     .await
+}
+
+/// The two documents each SDK program prints: 12 MiB (several default 5 MiB slices) and
+/// 300,000 bytes (one slice, so the Python task's replay of its only range is exercised),
+/// written to a temporary directory. `seed` and `seed + 1` pick their random bytes.
+pub struct Inputs {
+    pub dir: tempfile::TempDir,
+    pub files: Vec<(&'static str, Vec<u8>)>,
+}
+
+impl Inputs {
+    pub fn new(seed: u64) -> Self {
+        let dir = tempfile::TempDir::new().unwrap();
+        let files = vec![
+            ("large.pdf", random_bytes(12 * 1024 * 1024, seed)),
+            ("small.pdf", random_bytes(300_000, seed + 1)),
+        ];
+        for (name, bytes) in &files {
+            std::fs::write(dir.path().join(name), bytes).unwrap();
+        }
+        Inputs { dir, files }
+    }
+
+    /// The files' paths, in order, for the SDK program's arguments.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        self.files
+            .iter()
+            .map(|(n, _)| self.dir.path().join(n))
+            .collect()
+    }
 }
