@@ -300,6 +300,14 @@ impl BlobStore for FsBlobStore {
                 let what = format!("read {key}");
                 let file = File::open(&path).map_err(|e| map_io(e, &what))?;
                 let size = file.metadata().map_err(|e| map_io(e, &what))?.len();
+                // Read in order start to end: a larger kernel read-ahead keeps the disk busy
+                // when the blob is not cached. Only advice, so a failure changes nothing.
+                let _ = rustix::fs::fadvise(
+                    &file,
+                    offset,
+                    std::num::NonZeroU64::new(len),
+                    rustix::fs::Advice::Sequential,
+                );
                 match offset.checked_add(len) {
                     Some(end) if end <= size => Ok(Arc::new(file)),
                     _ => Err(BlobError::Io(format!(
