@@ -111,6 +111,27 @@ impl Api {
         Ok(())
     }
 
+    /// The sum and count of one of the server's Prometheus summaries or histograms.
+    pub async fn metric(&self, name: &str) -> anyhow::Result<(f64, f64)> {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        let value = |suffix: &str| -> anyhow::Result<f64> {
+            let key = format!("{name}_{suffix} ");
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(&key))
+                .with_context(|| format!("{key}in /metrics"))?;
+            Ok(line[key.len()..].trim().parse()?)
+        };
+        Ok((value("sum")?, value("count")?))
+    }
+
     pub async fn start(&self, job: &Job) -> anyhow::Result<()> {
         self.post(&format!("{}/start", job.path), json!({}), StatusCode::OK)
             .await

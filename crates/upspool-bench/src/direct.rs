@@ -4,6 +4,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Read;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,13 +45,15 @@ impl Scratch {
     /// `size` bytes in `segment`-sized pieces by `streams` threads, each piece written with
     /// positional writes of `io` bytes (as upspool's engine writes) and then `fdatasync`ed
     /// before the thread takes the next: what a client sees as "acknowledged means durable".
-    /// Returns the time for all of it.
+    /// Returns the time for all of it. With `writeback`, each piece's writeback is started as
+    /// soon as it is written (`sync_file_range`), as upspool's byte store does.
     pub fn write_segments(
         &self,
         size: u64,
         segment: usize,
         streams: usize,
         io: usize,
+        writeback: bool,
         data: &[u8],
     ) -> anyhow::Result<Duration> {
         let name = format!("segments-{streams}");
@@ -68,7 +71,11 @@ impl Scratch {
                             }
                             let len = (size - at).min(segment as u64) as usize;
                             for (i, piece) in data[..len].chunks(io).enumerate() {
-                                file.write_all_at(piece, at + (i * io) as u64)?;
+                                let pos = at + (i * io) as u64;
+                                file.write_all_at(piece, pos)?;
+                                if writeback {
+                                    start_writeback(&file, pos, piece.len());
+                                }
                             }
                             file.sync_data()?;
                         }
@@ -204,6 +211,9 @@ impl Scratch {
 /// Reads a whole file in `chunk`-sized reads; returns the byte count and the time taken.
 pub fn read_file(path: &Path, chunk: usize) -> anyhow::Result<(u64, Duration)> {
     let mut f = File::open(path).with_context(|| format!("open {}", path.display()))?;
+    // The same advice upspool's byte store gives for a download: read in order.
+    // SAFETY: a syscall on an open descriptor; no memory is passed.
+    unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_SEQUENTIAL) };
     let mut buf = vec![0u8; chunk];
     let mut n = 0u64;
     let started = Instant::now();
@@ -214,6 +224,34 @@ pub fn read_file(path: &Path, chunk: usize) -> anyhow::Result<(u64, Duration)> {
         }
     }
     Ok((n, started.elapsed()))
+}
+
+/// Starts writing a just-written piece to the disk without waiting for it, as upspool's byte
+/// store does after each block (see `upspool-blob-fs`); the `fdatasync` still follows.
+fn start_writeback(file: &File, offset: u64, len: usize) {
+    // SAFETY: a syscall on an open descriptor; no memory is passed.
+    unsafe {
+        libc::sync_file_range(
+            file.as_raw_fd(),
+            offset as i64,
+            len as i64,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
+    }
+}
+
+/// Drops a file's cached pages (they are clean: written and synced), so that the next read
+/// comes from the disk.
+pub fn evict(path: &Path) -> anyhow::Result<()> {
+    let file = File::open(path).with_context(|| format!("open {}", path.display()))?;
+    // SAFETY: a syscall on an open descriptor; no memory is passed.
+    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    anyhow::ensure!(
+        rc == 0,
+        "posix_fadvise(DONTNEED) on {}: {rc}",
+        path.display()
+    );
+    Ok(())
 }
 
 /// The network part of the machine's limit: upspool's clients reach it over TCP, and on
@@ -237,6 +275,7 @@ pub mod loopback {
         segment: usize,
         streams: usize,
         io: usize,
+        writeback: bool,
         data: &[u8],
     ) -> anyhow::Result<Duration> {
         let name = format!("tcp-segments-{streams}");
@@ -250,6 +289,9 @@ pub mod loopback {
             for _ in 0..streams {
                 let mut conn = TcpStream::connect(addr)?;
                 let (mut peer, _) = listener.accept()?;
+                // Like hyper's server and reqwest: small writes go out at once.
+                conn.set_nodelay(true)?;
+                peer.set_nodelay(true)?;
                 let (file, next) = (&file, &next);
                 threads.push(s.spawn(move || -> anyhow::Result<()> {
                     let mut buf = vec![0u8; io];
@@ -269,6 +311,9 @@ pub mod loopback {
                             let n = (len - done).min(io as u64) as usize;
                             peer.read_exact(&mut buf[..n])?;
                             file.write_all_at(&buf[..n], at + done)?;
+                            if writeback {
+                                start_writeback(file, at + done, n);
+                            }
                             done += n as u64;
                         }
                         file.sync_data()?;
@@ -284,8 +329,12 @@ pub mod loopback {
                             return Ok(());
                         }
                         let len = (size - at).min(segment as u64);
-                        conn.write_all(&at.to_le_bytes())?;
-                        conn.write_all(&len.to_le_bytes())?;
+                        // One write for the header: two small writes would wait on Nagle's
+                        // algorithm and the peer's delayed ACK (40 ms a segment).
+                        let mut header = [0u8; 16];
+                        header[..8].copy_from_slice(&at.to_le_bytes());
+                        header[8..].copy_from_slice(&len.to_le_bytes());
+                        conn.write_all(&header)?;
                         conn.write_all(&data[..len as usize])?;
                         conn.read_exact(&mut ack)?;
                     }

@@ -60,8 +60,9 @@ struct Cli {
     /// Item 1/5: document size in MiB [default: 1024, quick 128]
     #[arg(long)]
     upload_mib: Option<u64>,
-    /// Item 1: rounds of (direct, upspool, loopback) runs, interleaved; medians are reported,
-    /// since this machine's disk changes speed from minute to minute [default: 3, quick 1]
+    /// Item 1: rounds of (direct, direct with early writeback, upspool, loopback) runs, each
+    /// round starting with another; medians and bests are reported, since a run's speed here
+    /// depends on the disk and on the memory it is given [default: 5, quick 1]
     #[arg(long)]
     rounds: Option<usize>,
     /// Segment size in MiB for every large upload.
@@ -116,7 +117,7 @@ impl Cli {
         let plan = Plan {
             upload: self.upload_mib.unwrap_or(q64(1024, 128)) * MIB,
             segment: (self.segment_mib * MIB) as usize,
-            rounds: self.rounds.unwrap_or(q(3, 1)).max(1),
+            rounds: self.rounds.unwrap_or(q(5, 1)).max(1),
             rss_uploads: self.rss_uploads,
             rss_size: self.rss_mib.unwrap_or(q64(256, 32)) * MIB,
             final_small: MIB,

@@ -75,6 +75,27 @@ impl Server {
     pub fn peak_rss(&self) -> anyhow::Result<u64> {
         proc_status_kib(self.pid(), "VmHWM:").map(|k| k * 1024)
     }
+
+    /// CPU time (user + system) the server has used so far.
+    pub fn cpu_time(&self) -> anyhow::Result<Duration> {
+        cpu_time_of(&format!("/proc/{}/stat", self.pid()))
+    }
+}
+
+/// CPU time (user + system) this process (the bench: client and direct runs) has used.
+pub fn own_cpu_time() -> anyhow::Result<Duration> {
+    cpu_time_of("/proc/self/stat")
+}
+
+/// utime + stime from a `/proc/.../stat` file, in clock ticks of 10 ms (USER_HZ is 100 on
+/// Linux).
+fn cpu_time_of(path: &str) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(path).with_context(|| format!("read {path}"))?;
+    // The command name may hold spaces; the fields after it are plain numbers.
+    let after = stat.rsplit_once(')').context("stat format")?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    Ok(Duration::from_millis(ticks * 10))
 }
 
 impl Drop for Server {
