@@ -158,11 +158,15 @@ pub async fn upload_and_download(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
         // the VM's host took back (BENCHMARKS.md, finding 10), so the contenders take turns:
         // each round starts with a different one, and medians and bests are compared.
         let mut took: [Vec<Duration>; 4] = Default::default();
+        // The server's CPU time and context switches per upspool run: steadier than wall
+        // time on this machine, and what its own overhead costs.
+        let (mut server_cpu, mut switches) = (Vec::new(), Vec::new());
         for round in 0..p.rounds {
             let mut line = format!("  {streams} stream(s), round {}:", round + 1);
             for k in 0..WRITERS.len() {
                 let i = (round + k) % WRITERS.len();
                 let cpu = (server.cpu_time()?, own_cpu_time()?);
+                let switched = server.context_switches()?;
                 let t = match WRITERS[i] {
                     Writer::Direct | Writer::DirectWriteback => {
                         let wb = WRITERS[i] == Writer::DirectWriteback;
@@ -203,6 +207,10 @@ pub async fn upload_and_download(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
                     }
                 };
                 let cpu = (server.cpu_time()? - cpu.0, own_cpu_time()? - cpu.1);
+                if WRITERS[i] == Writer::Upspool {
+                    server_cpu.push(cpu.0);
+                    switches.push(server.context_switches()?.saturating_sub(switched));
+                }
                 line += &format!(
                     " {:?} {:.0} MiB/s (CPU-s server {:.2}, bench {:.2});",
                     WRITERS[i],
@@ -259,6 +267,20 @@ pub async fn upload_and_download(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
             )
             .ratio_to(mib_per_s(size, tcp), None),
         );
+        let gib = size as f64 / (1u64 << 30) as f64;
+        rows.push(Row::new(
+            1,
+            "  server CPU time per GiB, median",
+            median(server_cpu).as_secs_f64() / gib,
+            "s",
+        ));
+        switches.sort_unstable();
+        rows.push(Row::new(
+            1,
+            "  server context switches per GiB, median",
+            switches[switches.len() / 2] as f64 / gib,
+            "",
+        ));
     }
 
     // How long the blob's fdatasync took per segment, as the server measured it: the part of

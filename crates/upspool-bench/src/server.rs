@@ -76,6 +76,23 @@ impl Server {
         proc_status_kib(self.pid(), "VmHWM:").map(|k| k * 1024)
     }
 
+    /// Context switches (voluntary and not) of the server's live threads so far. Threads that
+    /// ended take theirs with them, so take differences over short spans of activity.
+    pub fn context_switches(&self) -> anyhow::Result<u64> {
+        let mut total = 0;
+        for task in std::fs::read_dir(format!("/proc/{}/task", self.pid()))? {
+            let Ok(status) = std::fs::read_to_string(task?.path().join("status")) else {
+                continue; // the thread ended meanwhile
+            };
+            total += status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum::<u64>();
+        }
+        Ok(total)
+    }
+
     /// CPU time (user + system) the server has used so far.
     pub fn cpu_time(&self) -> anyhow::Result<Duration> {
         cpu_time_of(&format!("/proc/{}/stat", self.pid()))
