@@ -8,6 +8,7 @@ mod client;
 mod config;
 mod identity;
 mod logging;
+mod malloc_tuning;
 mod serve;
 mod tls;
 
@@ -30,7 +31,9 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return fail(USAGE_ERROR, &e),
             };
+            let tuned = malloc_tuning::apply();
             logging::init(config.log_format, "info");
+            tracing::debug!(tuned, "malloc thresholds for buffer reuse");
             match block_on(serve::run(config)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(RUNTIME_FAILURE, &format!("{e:#}")),
