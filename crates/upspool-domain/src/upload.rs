@@ -578,8 +578,8 @@ impl Block {
 }
 
 /// Cuts a body into blocks of at most [`IO_BUFFER`] bytes, each with the offset it belongs
-/// at, refusing bodies longer than their range. The only memory a request holds is one block
-/// (plus the chunk being cut).
+/// at, refusing bodies longer than their range. The only memory a request holds is the block
+/// being cut (plus the chunk being cut) and the one being written (see `stream_segment`).
 struct Blocks {
     body: BodyStream,
     parts: Vec<Bytes>,
@@ -661,6 +661,11 @@ impl Blocks {
 
 /// Streams the body: new bytes are written, bytes already committed are compared. Returns
 /// whether anything was written.
+///
+/// While one block is written, the next one is received, so that the socket copy and the
+/// page-cache copy run at the same time (on two cores) instead of taking turns: a request
+/// holds at most two blocks. A write in flight is always awaited, even when the body fails
+/// meanwhile, so no write outlives the claim on its range.
 async fn stream_segment(
     handle: &dyn BlobHandle,
     range: ByteRange,
@@ -668,14 +673,34 @@ async fn stream_segment(
     body: BodyStream,
     observer: Option<&dyn UploadObserver>,
 ) -> Result<bool> {
+    use futures_util::future::{select, Either};
+
     let mut blocks = Blocks::new(body, range);
     let mut wrote = false;
-    while let Some(block) = blocks.next().await? {
-        let started = std::time::Instant::now();
-        let written = flush(handle, &block, claim).await?;
-        if let Some(o) = observer.filter(|_| written > 0) {
-            o.written(written, started.elapsed());
-        }
+    let mut next = blocks.next().await?;
+    while let Some(block) = next.take() {
+        let write = std::pin::pin!(async {
+            let started = std::time::Instant::now();
+            let written = flush(handle, &block, claim).await?;
+            if let Some(o) = observer.filter(|_| written > 0) {
+                o.written(written, started.elapsed());
+            }
+            Ok::<u64, DomainError>(written)
+        });
+        let receive = std::pin::pin!(blocks.next());
+        let written = match select(write, receive).await {
+            // The write failed: the body is not needed any more.
+            Either::Left((written, receive)) => {
+                let written = written?;
+                next = receive.await?;
+                written
+            }
+            Either::Right((received, write)) => {
+                let written = write.await?;
+                next = received?;
+                written
+            }
+        };
         wrote |= written > 0;
     }
     if blocks.got != range.len() {
