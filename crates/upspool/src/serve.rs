@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum_server::accept::NoDelayAcceptor;
+use axum_server::tls_rustls::RustlsAcceptor;
 use axum_server::Handle;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::watch;
@@ -159,12 +161,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let make_service = upspool_http::make_service(state);
 
     let handle = Handle::new();
-    let mut http_server = axum_server::from_tcp(http).handle(handle.clone());
+    // TCP_NODELAY, as most HTTP servers set it: a small answer (a 202 after a segment) goes
+    // out at once instead of waiting on Nagle's algorithm for the client's ACK.
+    let mut http_server = axum_server::from_tcp(http)
+        .acceptor(NoDelayAcceptor::new())
+        .handle(handle.clone());
     bound_heads(http_server.http_builder(), &config);
     let http_server = http_server.serve(make_service.clone());
     let https_server = tls.map(|(listener, loaded)| {
-        let mut server =
-            axum_server::from_tcp_rustls(listener, loaded.config).handle(handle.clone());
+        let mut server = axum_server::from_tcp(listener)
+            .acceptor(RustlsAcceptor::new(loaded.config).acceptor(NoDelayAcceptor::new()))
+            .handle(handle.clone());
         bound_heads(server.http_builder(), &config);
         server.serve(make_service.clone())
     });
