@@ -15,7 +15,8 @@ const MMAP_THRESHOLD: i32 = 1024 * 1024;
 const TRIM_THRESHOLD: i32 = 32 * 1024 * 1024;
 
 /// Applies the thresholds, unless the operator tuned glibc's malloc through `GLIBC_TUNABLES`
-/// (their choice wins). Call before any thread starts. Returns whether it applied them.
+/// (their choice wins). Called at start, before the runtime allocates its buffers. Returns
+/// whether it applied them.
 pub fn apply() -> bool {
     wanted(std::env::var("GLIBC_TUNABLES").ok().as_deref()) && set_thresholds()
 }
@@ -27,7 +28,7 @@ fn wanted(tunables: Option<&str>) -> bool {
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn set_thresholds() -> bool {
-    // SAFETY: mallopt only changes allocator parameters; called before other threads exist.
+    // SAFETY: mallopt takes glibc's own locks and only changes global allocator parameters.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
             && libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
