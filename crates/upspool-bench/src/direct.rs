@@ -12,6 +12,57 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+/// How item 1 writes a document, shared by the direct and the loopback baselines.
+#[derive(Clone, Copy, Debug)]
+pub struct Segments {
+    /// The document's size.
+    pub size: u64,
+    /// Each segment is made durable (`fdatasync`) before its writer takes the next.
+    pub segment: usize,
+    /// Writers taking the next segment in turn.
+    pub streams: usize,
+    /// Positional write size within a segment (as upspool's engine writes).
+    pub io: usize,
+    /// Start each piece's writeback as soon as it is written (`sync_file_range`), as
+    /// upspool's byte store does.
+    pub writeback: bool,
+}
+
+impl Segments {
+    /// Hands out the next segment to whichever writer asks.
+    fn cursor(&self) -> Cursor {
+        Cursor {
+            next: AtomicU64::new(0),
+            size: self.size,
+            segment: self.segment as u64,
+        }
+    }
+
+    /// Writes `piece` at `pos`, then starts its writeback if the pattern says so.
+    fn write_piece(&self, file: &File, piece: &[u8], pos: u64) -> std::io::Result<()> {
+        file.write_all_at(piece, pos)?;
+        if self.writeback {
+            start_writeback(file, pos, piece.len());
+        }
+        Ok(())
+    }
+}
+
+/// The next segment's offset, shared by the writers of one run.
+struct Cursor {
+    next: AtomicU64,
+    size: u64,
+    segment: u64,
+}
+
+impl Cursor {
+    /// `(offset, length)` of the next segment, or `None` when all are taken.
+    fn take(&self) -> Option<(u64, usize)> {
+        let at = self.next.fetch_add(self.segment, Ordering::Relaxed);
+        (at < self.size).then(|| (at, (self.size - at).min(self.segment) as usize))
+    }
+}
+
 /// A scratch directory beside the servers' data directories, removed when dropped.
 pub struct Scratch(tempfile::TempDir);
 
@@ -42,43 +93,25 @@ impl Scratch {
         Ok(f)
     }
 
-    /// `size` bytes in `segment`-sized pieces by `streams` threads, each piece written with
-    /// positional writes of `io` bytes (as upspool's engine writes) and then `fdatasync`ed
-    /// before the thread takes the next: what a client sees as "acknowledged means durable".
-    /// Returns the time for all of it. With `writeback`, each piece's writeback is started as
-    /// soon as it is written (`sync_file_range`), as upspool's byte store does.
-    pub fn write_segments(
-        &self,
-        size: u64,
-        segment: usize,
-        streams: usize,
-        io: usize,
-        writeback: bool,
-        data: &[u8],
-    ) -> anyhow::Result<Duration> {
-        let name = format!("segments-{streams}");
-        let file = self.create(&name, size)?;
-        let next = AtomicU64::new(0);
+    /// A document written as `plan` says by `plan.streams` threads, each segment `fdatasync`ed
+    /// before its thread takes the next: what a client sees as "acknowledged means durable".
+    /// Returns the time for all of it.
+    pub fn write_segments(&self, plan: Segments, data: &[u8]) -> anyhow::Result<Duration> {
+        let name = format!("segments-{}", plan.streams);
+        let file = self.create(&name, plan.size)?;
+        let cursor = plan.cursor();
         let started = Instant::now();
         std::thread::scope(|s| -> anyhow::Result<()> {
-            let workers: Vec<_> = (0..streams)
+            let workers: Vec<_> = (0..plan.streams)
                 .map(|_| {
                     s.spawn(|| -> anyhow::Result<()> {
-                        loop {
-                            let at = next.fetch_add(segment as u64, Ordering::Relaxed);
-                            if at >= size {
-                                return Ok(());
-                            }
-                            let len = (size - at).min(segment as u64) as usize;
-                            for (i, piece) in data[..len].chunks(io).enumerate() {
-                                let pos = at + (i * io) as u64;
-                                file.write_all_at(piece, pos)?;
-                                if writeback {
-                                    start_writeback(&file, pos, piece.len());
-                                }
+                        while let Some((at, len)) = cursor.take() {
+                            for (i, piece) in data[..len].chunks(plan.io).enumerate() {
+                                plan.write_piece(&file, piece, at + (i * plan.io) as u64)?;
                             }
                             file.sync_data()?;
                         }
+                        Ok(())
                     })
                 })
                 .collect();
@@ -266,35 +299,31 @@ pub mod loopback {
 
     /// Like [`Scratch::write_segments`], but every segment first crosses a loopback TCP
     /// connection per stream: the sender writes a 16-byte header (offset, length) and the
-    /// bytes, the receiver reads them in `io`-sized pieces, writes each at its offset,
+    /// bytes, the receiver reads them in `plan.io`-sized pieces, writes each at its offset,
     /// `fdatasync`s, then answers one byte, which the sender waits for before its next
     /// segment (request, durable write, acknowledgement).
     pub fn write_segments(
         scratch: &Scratch,
-        size: u64,
-        segment: usize,
-        streams: usize,
-        io: usize,
-        writeback: bool,
+        plan: Segments,
         data: &[u8],
     ) -> anyhow::Result<Duration> {
-        let name = format!("tcp-segments-{streams}");
-        let file = scratch.create(&name, size)?;
+        let name = format!("tcp-segments-{}", plan.streams);
+        let file = scratch.create(&name, plan.size)?;
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
-        let next = AtomicU64::new(0);
+        let cursor = plan.cursor();
         let started = Instant::now();
         std::thread::scope(|s| -> anyhow::Result<()> {
             let mut threads = Vec::new();
-            for _ in 0..streams {
+            for _ in 0..plan.streams {
                 let mut conn = TcpStream::connect(addr)?;
                 let (mut peer, _) = listener.accept()?;
                 // Like hyper's server and reqwest: small writes go out at once.
                 conn.set_nodelay(true)?;
                 peer.set_nodelay(true)?;
-                let (file, next) = (&file, &next);
+                let (file, cursor) = (&file, &cursor);
                 threads.push(s.spawn(move || -> anyhow::Result<()> {
-                    let mut buf = vec![0u8; io];
+                    let mut buf = vec![0u8; plan.io];
                     let mut header = [0u8; 16];
                     loop {
                         match peer.read_exact(&mut header) {
@@ -308,12 +337,9 @@ pub mod loopback {
                         let len = u64::from_le_bytes(header[8..].try_into()?);
                         let mut done = 0u64;
                         while done < len {
-                            let n = (len - done).min(io as u64) as usize;
+                            let n = (len - done).min(plan.io as u64) as usize;
                             peer.read_exact(&mut buf[..n])?;
-                            file.write_all_at(&buf[..n], at + done)?;
-                            if writeback {
-                                start_writeback(file, at + done, n);
-                            }
+                            plan.write_piece(file, &buf[..n], at + done)?;
                             done += n as u64;
                         }
                         file.sync_data()?;
@@ -322,13 +348,8 @@ pub mod loopback {
                 }));
                 threads.push(s.spawn(move || -> anyhow::Result<()> {
                     let mut ack = [0u8; 1];
-                    loop {
-                        let at = next.fetch_add(segment as u64, Ordering::Relaxed);
-                        if at >= size {
-                            conn.shutdown(std::net::Shutdown::Write)?;
-                            return Ok(());
-                        }
-                        let len = (size - at).min(segment as u64);
+                    while let Some((at, len)) = cursor.take() {
+                        let len = len as u64;
                         // One write for the header: two small writes would wait on Nagle's
                         // algorithm and the peer's delayed ACK (40 ms a segment).
                         let mut header = [0u8; 16];
@@ -338,6 +359,8 @@ pub mod loopback {
                         conn.write_all(&data[..len as usize])?;
                         conn.read_exact(&mut ack)?;
                     }
+                    conn.shutdown(std::net::Shutdown::Write)?;
+                    Ok(())
                 }));
             }
             for t in threads {

@@ -10,7 +10,7 @@ use anyhow::Context;
 use bytes::Bytes;
 
 use crate::client::{Api, Job};
-use crate::direct::{self, Scratch};
+use crate::direct::{self, Scratch, Segments};
 use crate::report::Row;
 use crate::server::{own_cpu_time, Server};
 use crate::stats::{mib_per_s, ms, Latencies};
@@ -154,6 +154,14 @@ pub async fn upload_and_download(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
     let mut first: Option<(Job, String)> = None;
     for streams in [1, 4] {
         let (size, seg) = (p.upload, p.segment);
+        // The loopback receiver writes like the byte store, early writeback included.
+        let plan = Segments {
+            size,
+            segment: seg,
+            streams,
+            io: ENGINE_IO,
+            writeback: true,
+        };
         // A run's speed here depends on the disk and on whether its page cache meets memory
         // the VM's host took back (BENCHMARKS.md, finding 10), so the contenders take turns:
         // each round starts with a different one, and medians and bests are compared.
@@ -169,12 +177,12 @@ pub async fn upload_and_download(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
                 let switched = server.context_switches()?;
                 let t = match WRITERS[i] {
                     Writer::Direct | Writer::DirectWriteback => {
-                        let wb = WRITERS[i] == Writer::DirectWriteback;
-                        b.direct(move |b| {
-                            b.scratch
-                                .write_segments(size, seg, streams, ENGINE_IO, wb, &b.data)
-                        })
-                        .await?
+                        let plan = Segments {
+                            writeback: WRITERS[i] == Writer::DirectWriteback,
+                            ..plan
+                        };
+                        b.direct(move |b| b.scratch.write_segments(plan, &b.data))
+                            .await?
                     }
                     Writer::Upspool => {
                         let (job, url) = api.ready_upload(&printer, size).await?;
@@ -199,9 +207,7 @@ pub async fn upload_and_download(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
                     }
                     Writer::Loopback => {
                         b.direct(move |b| {
-                            direct::loopback::write_segments(
-                                &b.scratch, size, seg, streams, ENGINE_IO, true, &b.data,
-                            )
+                            direct::loopback::write_segments(&b.scratch, plan, &b.data)
                         })
                         .await?
                     }
