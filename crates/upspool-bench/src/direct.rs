@@ -5,12 +5,33 @@
 use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+
+/// How item 1's direct writers put bytes into the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Positional writes through the page cache (the limit as the issue first described it).
+    Buffered,
+    /// The same, starting each piece's writeback as soon as it is written
+    /// (`sync_file_range`), as upspool's byte store did before it wrote uncached.
+    Writeback,
+    /// As upspool's byte store writes now: each segment's space allocated first
+    /// (`fallocate`), then its pieces written with `O_DIRECT` from aligned memory, up to
+    /// [`UNCACHED_IN_FLIGHT`] at once.
+    Uncached,
+}
+
+/// Pieces of one segment written at once in [`WriteMode::Uncached`], as upspool's engine
+/// keeps that many block writes of one request in flight.
+pub const UNCACHED_IN_FLIGHT: usize = 3;
+
+/// Direct I/O needs memory, offsets and lengths aligned to this.
+const PAGE: usize = 4096;
 
 /// How item 1 writes a document, shared by the direct and the loopback baselines.
 #[derive(Clone, Copy, Debug)]
@@ -23,9 +44,14 @@ pub struct Segments {
     pub streams: usize,
     /// Positional write size within a segment (as upspool's engine writes).
     pub io: usize,
-    /// Start each piece's writeback as soon as it is written (`sync_file_range`), as
-    /// upspool's byte store does.
-    pub writeback: bool,
+    pub mode: WriteMode,
+}
+
+/// A file opened for one of the write modes: the buffered descriptor (for syncs, and for
+/// writes unless uncached) and, for [`WriteMode::Uncached`], an `O_DIRECT` one.
+pub struct Target {
+    file: File,
+    direct: Option<File>,
 }
 
 impl Segments {
@@ -38,14 +64,92 @@ impl Segments {
         }
     }
 
-    /// Writes `piece` at `pos`, then starts its writeback if the pattern says so.
-    fn write_piece(&self, file: &File, piece: &[u8], pos: u64) -> std::io::Result<()> {
-        file.write_all_at(piece, pos)?;
-        if self.writeback {
-            start_writeback(file, pos, piece.len());
-        }
-        Ok(())
+    /// Opens `path` (already created) for this plan's mode.
+    fn open(&self, file: File, path: &Path) -> anyhow::Result<Target> {
+        let direct = match self.mode {
+            WriteMode::Uncached => Some(
+                OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_DIRECT)
+                    .open(path)
+                    .with_context(|| format!("open {} with O_DIRECT", path.display()))?,
+            ),
+            _ => None,
+        };
+        Ok(Target { file, direct })
     }
+
+    /// Writes `piece` at `pos` as the mode says. `piece` must be page-aligned in memory when
+    /// uncached (see [`aligned_copy`]).
+    fn write_piece(&self, t: &Target, piece: &[u8], pos: u64) -> std::io::Result<()> {
+        match (&t.direct, self.mode) {
+            (Some(direct), _)
+                if piece.len().is_multiple_of(PAGE) && pos.is_multiple_of(PAGE as u64) =>
+            {
+                direct.write_all_at(piece, pos)
+            }
+            (_, mode) => {
+                t.file.write_all_at(piece, pos)?;
+                if mode != WriteMode::Buffered {
+                    start_writeback(&t.file, pos, piece.len());
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes one segment (`data` at `at`) in `io`-sized pieces and makes it durable.
+    fn write_segment(&self, t: &Target, data: &[u8], at: u64) -> std::io::Result<()> {
+        if self.mode == WriteMode::Uncached {
+            // SAFETY: a syscall on an open descriptor; no memory is passed.
+            let rc = unsafe {
+                libc::fallocate(
+                    t.file.as_raw_fd(),
+                    libc::FALLOC_FL_KEEP_SIZE,
+                    at as i64,
+                    data.len() as i64,
+                )
+            };
+            if rc != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let next = AtomicU64::new(0);
+            std::thread::scope(|s| {
+                let writers: Vec<_> = (0..UNCACHED_IN_FLIGHT)
+                    .map(|_| {
+                        s.spawn(|| -> std::io::Result<()> {
+                            loop {
+                                let from = next.fetch_add(self.io as u64, Ordering::Relaxed);
+                                if from >= data.len() as u64 {
+                                    return Ok(());
+                                }
+                                let from = from as usize;
+                                let piece = &data[from..(from + self.io).min(data.len())];
+                                self.write_piece(t, piece, at + from as u64)?;
+                            }
+                        })
+                    })
+                    .collect();
+                writers
+                    .into_iter()
+                    .try_for_each(|w| w.join().expect("writer thread"))
+            })?;
+        } else {
+            for (i, piece) in data.chunks(self.io).enumerate() {
+                self.write_piece(t, piece, at + (i * self.io) as u64)?;
+            }
+        }
+        t.file.sync_data()
+    }
+}
+
+/// `data` copied into page-aligned memory (direct I/O reads the writer's memory itself).
+/// Returns the buffer and where the copy starts in it.
+pub fn aligned_copy(data: &[u8]) -> (Vec<u8>, usize) {
+    let mut buf = vec![0u8; data.len() + PAGE];
+    let start = buf.as_ptr().align_offset(PAGE);
+    buf[start..start + data.len()].copy_from_slice(data);
+    (buf, start)
 }
 
 /// The next segment's offset, shared by the writers of one run.
@@ -98,7 +202,9 @@ impl Scratch {
     /// Returns the time for all of it.
     pub fn write_segments(&self, plan: Segments, data: &[u8]) -> anyhow::Result<Duration> {
         let name = format!("segments-{}", plan.streams);
-        let file = self.create(&name, plan.size)?;
+        let target = plan.open(self.create(&name, plan.size)?, &self.path(&name))?;
+        let (aligned, start) = aligned_copy(&data[..plan.segment]);
+        let data = &aligned[start..start + plan.segment];
         let cursor = plan.cursor();
         let started = Instant::now();
         std::thread::scope(|s| -> anyhow::Result<()> {
@@ -106,10 +212,7 @@ impl Scratch {
                 .map(|_| {
                     s.spawn(|| -> anyhow::Result<()> {
                         while let Some((at, len)) = cursor.take() {
-                            for (i, piece) in data[..len].chunks(plan.io).enumerate() {
-                                plan.write_piece(&file, piece, at + (i * plan.io) as u64)?;
-                            }
-                            file.sync_data()?;
+                            plan.write_segment(&target, &data[..len], at)?;
                         }
                         Ok(())
                     })
@@ -308,7 +411,7 @@ pub mod loopback {
         data: &[u8],
     ) -> anyhow::Result<Duration> {
         let name = format!("tcp-segments-{}", plan.streams);
-        let file = scratch.create(&name, plan.size)?;
+        let target = plan.open(scratch.create(&name, plan.size)?, &scratch.path(&name))?;
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let cursor = plan.cursor();
@@ -321,9 +424,12 @@ pub mod loopback {
                 // Like hyper's server and reqwest: small writes go out at once.
                 conn.set_nodelay(true)?;
                 peer.set_nodelay(true)?;
-                let (file, cursor) = (&file, &cursor);
+                let (target, cursor) = (&target, &cursor);
                 threads.push(s.spawn(move || -> anyhow::Result<()> {
-                    let mut buf = vec![0u8; plan.io];
+                    // A whole segment is received before it is written, so that the writes
+                    // follow the same pattern (and overlap) as the direct runs'.
+                    let (mut buf, start) = aligned_copy(&vec![0u8; plan.segment]);
+                    let buf = &mut buf[start..start + plan.segment];
                     let mut header = [0u8; 16];
                     loop {
                         match peer.read_exact(&mut header) {
@@ -334,15 +440,9 @@ pub mod loopback {
                             Err(e) => return Err(e.into()),
                         }
                         let at = u64::from_le_bytes(header[..8].try_into()?);
-                        let len = u64::from_le_bytes(header[8..].try_into()?);
-                        let mut done = 0u64;
-                        while done < len {
-                            let n = (len - done).min(plan.io as u64) as usize;
-                            peer.read_exact(&mut buf[..n])?;
-                            plan.write_piece(file, &buf[..n], at + done)?;
-                            done += n as u64;
-                        }
-                        file.sync_data()?;
+                        let len = u64::from_le_bytes(header[8..].try_into()?) as usize;
+                        peer.read_exact(&mut buf[..len])?;
+                        plan.write_segment(target, &buf[..len], at)?;
                         peer.write_all(&[1])?;
                     }
                 }));

@@ -11,12 +11,15 @@ use bytes::Bytes;
 use tokio::sync::Mutex;
 use upspool_domain::store::{BlobError, BlobHandle};
 
+use crate::direct::{self, DirectIo, PageSplit};
 use crate::error::{blocking, map_io};
 
 /// A blob opened read+write. `pwrite`/`pread` carry their own offset, so any number of
 /// reads and writes (on disjoint ranges) may run at once on the one descriptor.
 pub(crate) struct FsBlobHandle {
     file: Arc<File>,
+    /// The same file opened for direct writes (see `direct`), while the store writes so.
+    direct: Option<Direct>,
     /// The blob's size when opened (set by `create`); writes and reads must stay inside it,
     /// so a completed upload is exactly the document.
     size: u64,
@@ -26,6 +29,15 @@ pub(crate) struct FsBlobHandle {
     sync_state: Arc<Mutex<SyncState>>,
     /// Mirrors `SyncState::failed`, readable without the async lock (see `sync_failed`).
     poisoned: Arc<AtomicBool>,
+}
+
+/// A descriptor for direct writes and the store's switch that turns them off.
+#[derive(Clone)]
+pub(crate) struct Direct {
+    pub file: Arc<File>,
+    pub io: Arc<DirectIo>,
+    /// The store's directory, for the one warning when direct writes are refused.
+    pub root: Arc<str>,
 }
 
 #[derive(Default)]
@@ -46,12 +58,19 @@ impl FsBlobHandle {
     pub(crate) fn new(file: File, size: u64, key: &str) -> Self {
         FsBlobHandle {
             file: Arc::new(file),
+            direct: None,
             size,
             key: key.into(),
             arrivals: AtomicU64::new(0),
             sync_state: Arc::default(),
             poisoned: Arc::default(),
         }
+    }
+
+    /// Writes whole pages through `direct` from now on.
+    pub(crate) fn with_direct(mut self, direct: Direct) -> Self {
+        self.direct = Some(direct);
+        self
     }
 
     /// Whether an `fdatasync` on this handle failed: the store then opens a fresh one for new
@@ -89,8 +108,9 @@ impl BlobHandle for FsBlobHandle {
         .await
     }
 
-    /// One `pwritev` per call where the kernel takes it all (it may write less; the rest
-    /// follows), instead of copying the parts together first.
+    /// Whole pages of a single aligned part go to the disk directly (see `direct`); whatever
+    /// else is written with one `pwritev` per call where the kernel takes it all (it may write
+    /// less; the rest follows), instead of copying the parts together first.
     async fn write_parts_at(&self, offset: u64, parts: Vec<Bytes>) -> Result<(), BlobError> {
         let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
         self.check_range("write", offset, len)?;
@@ -99,30 +119,49 @@ impl BlobHandle for FsBlobHandle {
         }
         let file = self.file.clone();
         let key = self.key.clone();
+        let direct = self.direct.clone().filter(|d| d.io.is_on());
         blocking(move || {
-            let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
-            let mut bufs = &mut slices[..];
-            let mut at = offset;
-            while !bufs.is_empty() {
-                match rustix::io::pwritev(&*file, bufs, at) {
-                    Ok(0) => {
-                        return Err(map_io(
-                            std::io::ErrorKind::WriteZero.into(),
-                            &format!("write {key}"),
-                        ))
-                    }
-                    Ok(n) => {
-                        IoSlice::advance_slices(&mut bufs, n);
-                        at += n as u64;
-                    }
-                    Err(rustix::io::Errno::INTR) => {}
-                    Err(e) => return Err(map_io(e.into(), &format!("write {key}"))),
+            let what = || format!("write {key}");
+            if let (Some(direct), [part]) = (direct, &parts[..]) {
+                if let Some(split) = PageSplit::of(part.as_ptr() as usize, offset, part.len()) {
+                    return write_split(&file, &direct, part, offset, split)
+                        .map_err(|e| map_io(e, &what()));
                 }
             }
+            write_vectored(&file, &parts, offset).map_err(|e| map_io(e, &what()))?;
             start_writeback(&file, offset, len);
             Ok(())
         })
         .await
+    }
+
+    /// `fallocate` of the range (keeping the file's size), so a full disk fails here, before
+    /// any byte is written, and direct writes into the range overwrite allocated blocks, which
+    /// ext4 lets run concurrently (writes that allocate hold the inode lock exclusively).
+    /// Filesystems without `fallocate` are left to allocate as they write.
+    async fn allocate(&self, offset: u64, len: u64) -> Result<(), BlobError> {
+        self.check_range("allocate", offset, len)?;
+        if len == 0 {
+            return Ok(());
+        }
+        let file = self.file.clone();
+        let key = self.key.clone();
+        blocking(move || {
+            match rustix::fs::fallocate(&*file, rustix::fs::FallocateFlags::KEEP_SIZE, offset, len)
+            {
+                Ok(()) => Ok(()),
+                Err(e) if direct::unsupported(&e.into()) => Ok(()),
+                Err(e) => Err(map_io(e.into(), &format!("allocate {key}"))),
+            }
+        })
+        .await
+    }
+
+    fn write_alignment(&self) -> Option<usize> {
+        self.direct
+            .as_ref()
+            .filter(|d| d.io.is_on())
+            .map(|_| direct::PAGE)
     }
 
     async fn read_at(&self, offset: u64, len: usize) -> Result<Bytes, BlobError> {
@@ -193,6 +232,64 @@ impl BlobHandle for FsBlobHandle {
         })
         .await
     }
+}
+
+/// Writes `data` (at `offset`) as `split` says: the partial pages at either end through the
+/// page cache, the whole pages between directly. If the filesystem refuses the direct write,
+/// direct writes are switched off for the store and the pages go through the page cache.
+fn write_split(
+    file: &File,
+    direct: &Direct,
+    data: &[u8],
+    offset: u64,
+    split: PageSplit,
+) -> std::io::Result<()> {
+    let (head, rest) = data.split_at(split.head);
+    let (pages, tail) = rest.split_at(split.pages);
+    let (pages_at, tail_at) = (
+        offset + head.len() as u64,
+        offset + (head.len() + pages.len()) as u64,
+    );
+    if !head.is_empty() {
+        file.write_all_at(head, offset)?;
+        start_writeback(file, offset, head.len() as u64);
+    }
+    let written = match direct::write_pages(&direct.file, pages, pages_at) {
+        Ok(n) => n,
+        Err(e) if direct::unsupported(&e) => {
+            direct.io.refused(&direct.root, &e);
+            0
+        }
+        Err(e) => return Err(e),
+    };
+    let buffered = [&pages[written..], tail];
+    let mut at = pages_at + written as u64;
+    for part in buffered.into_iter().filter(|p| !p.is_empty()) {
+        file.write_all_at(part, at)?;
+        start_writeback(file, at, part.len() as u64);
+        at += part.len() as u64;
+    }
+    debug_assert_eq!(at, tail_at + tail.len() as u64);
+    Ok(())
+}
+
+/// One `pwritev` per call where the kernel takes it all.
+fn write_vectored(file: &File, parts: &[Bytes], offset: u64) -> std::io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+    let mut bufs = &mut slices[..];
+    let mut at = offset;
+    while !bufs.is_empty() {
+        match rustix::io::pwritev(file, bufs, at) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                IoSlice::advance_slices(&mut bufs, n);
+                at += n as u64;
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// Asks the kernel to start writing `len` bytes at `offset` to the disk now, without waiting.

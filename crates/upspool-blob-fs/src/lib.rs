@@ -14,6 +14,7 @@
 //! directory syncs (see `dir_sync`), as concurrent segments of one blob share `fdatasync`s.
 
 mod dir_sync;
+mod direct;
 mod error;
 mod handle;
 mod quota;
@@ -32,8 +33,9 @@ use upspool_domain::model::BlobKey;
 use upspool_domain::store::{BlobError, BlobHandle, BlobStore};
 
 use crate::dir_sync::DirSync;
+use crate::direct::DirectIo;
 use crate::error::{blocking, map_io};
-use crate::handle::FsBlobHandle;
+use crate::handle::{Direct, FsBlobHandle};
 use crate::quota::Quota;
 
 /// Size of the chunks `read_stream` yields. Each chunk costs a trip to the blocking pool, a
@@ -62,6 +64,8 @@ pub struct FsBlobStore {
     open_handles: Arc<Mutex<HashMap<String, Weak<FsBlobHandle>>>>,
     /// Groups the directory syncs of concurrent creates and deletes.
     dir_sync: Arc<DirSync>,
+    /// Whether whole pages are written without the page cache (see `direct`).
+    direct_io: Arc<DirectIo>,
 }
 
 impl FsBlobStore {
@@ -99,7 +103,23 @@ impl FsBlobStore {
             root,
             quota,
             open_handles: Arc::default(),
+            direct_io: Arc::new(DirectIo::new(true)),
         })
+    }
+
+    /// Whether whole pages are written directly to the disk, bypassing the page cache (the
+    /// default; see the `direct` module). Off writes everything through the page cache. Even
+    /// when on, a filesystem that refuses direct I/O switches it off for good.
+    pub fn direct_io(self, on: bool) -> Self {
+        FsBlobStore {
+            direct_io: Arc::new(DirectIo::new(on)),
+            ..self
+        }
+    }
+
+    /// Whether writes currently bypass the page cache.
+    pub fn writes_directly(&self) -> bool {
+        self.direct_io.is_on()
     }
 
     /// Declared bytes of all blobs, as counted against the quota (`None` without a quota).
@@ -254,6 +274,7 @@ impl BlobStore for FsBlobStore {
             return Ok(h);
         }
         let name = key.0.clone();
+        let (direct_io, root) = (self.direct_io.clone(), self.root.clone());
         let opened = blocking(move || {
             let what = format!("open {name}");
             let file = OpenOptions::new()
@@ -262,7 +283,17 @@ impl BlobStore for FsBlobStore {
                 .open(&path)
                 .map_err(|e| map_io(e, &what))?;
             let size = file.metadata().map_err(|e| map_io(e, &what))?.len();
-            Ok(Arc::new(FsBlobHandle::new(file, size, &name)))
+            let handle = FsBlobHandle::new(file, size, &name);
+            let root: Arc<str> = root.to_string_lossy().into();
+            let handle = match direct_io.open(&path, &root).map_err(|e| map_io(e, &what))? {
+                Some(file) => handle.with_direct(Direct {
+                    file: Arc::new(file),
+                    io: direct_io,
+                    root,
+                }),
+                None => handle,
+            };
+            Ok(Arc::new(handle))
         })
         .await?;
         let mut handles = self

@@ -467,3 +467,144 @@ async fn the_quota_counts_declared_sizes_and_frees_them_on_delete() {
     assert!(reopened.create(&c, 1).await.is_err());
     assert_eq!(reopened.quota_used(), Some(1000));
 }
+
+/// Which of a file's pages are in the page cache (`mincore` over a read-only mapping).
+fn cached_pages(path: &std::path::Path) -> Vec<bool> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(path).unwrap();
+    let len = file.metadata().unwrap().len() as usize;
+    let page = 4096;
+    // SAFETY: a fresh read-only shared mapping of an open file, unmapped below; mincore
+    // writes one byte per page into a vector of exactly that many bytes.
+    unsafe {
+        let addr = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        );
+        assert_ne!(addr, libc::MAP_FAILED);
+        let mut vec = vec![0u8; len.div_ceil(page)];
+        assert_eq!(libc::mincore(addr, len, vec.as_mut_ptr()), 0);
+        libc::munmap(addr, len);
+        vec.into_iter().map(|b| b & 1 == 1).collect()
+    }
+}
+
+/// `data` in memory whose address is congruent to `offset` modulo 4096, as the upload engine
+/// gathers blocks for a store that asks for that alignment.
+fn aligned_like(offset: u64, data: &[u8]) -> Bytes {
+    let mut buf = bytes::BytesMut::with_capacity(data.len() + 4096);
+    let pad = (offset as usize % 4096 + 4096 - buf.as_ptr() as usize % 4096) % 4096;
+    buf.resize(pad, 0);
+    buf.extend_from_slice(data);
+    buf.freeze().slice(pad..)
+}
+
+/// Whole pages of an aligned write bypass the page cache; the partial pages at its edges go
+/// through it; the bytes read back exactly either way. Fails if direct writes silently fall
+/// back to buffered ones (every page would then be cached).
+#[tokio::test]
+async fn whole_pages_are_written_uncached_and_edges_through_the_cache() {
+    let (_dir, store) = store();
+    assert!(store.writes_directly(), "direct I/O is the default");
+    let key = new_key();
+    let size = 64 * 4096;
+    store.create(&key, size as u64).await.unwrap();
+    let handle = store.open(&key).await.unwrap();
+    assert_eq!(handle.write_alignment(), Some(4096));
+    assert!(
+        store.writes_directly(),
+        "this test's filesystem takes O_DIRECT (ext4 or tmpfs on Linux >= 6.6)"
+    );
+    let data = random_bytes(21, size);
+    // From the middle of page 1 to the middle of page 40: pages 2..=39 are whole.
+    let (from, to) = (4096 + 100, 40 * 4096 + 7);
+    let part = aligned_like(from as u64, &data[from..to]);
+    handle
+        .write_parts_at(from as u64, vec![part])
+        .await
+        .unwrap();
+    handle.sync().await.unwrap();
+    let cached = cached_pages(&store.root().join(&key.0));
+    assert!(cached[1] && cached[40], "edge pages went through the cache");
+    let whole: Vec<usize> = (2..40).filter(|&p| cached[p]).collect();
+    assert!(whole.is_empty(), "whole pages were cached: {whole:?}");
+    let mut expected = vec![0u8; size];
+    expected[from..to].copy_from_slice(&data[from..to]);
+    assert_eq!(read_all(&store, &key, 0, size as u64).await, expected);
+
+    // Memory not aligned like the offset: written through the cache, still exact.
+    let unaligned = Bytes::copy_from_slice(&data[48 * 4096 + 1..60 * 4096 + 1]);
+    let unaligned = if (unaligned.as_ptr() as usize).is_multiple_of(4096) {
+        unaligned.slice(1..)
+    } else {
+        unaligned
+    };
+    let at = 48 * 4096;
+    handle
+        .write_parts_at(at as u64, vec![unaligned.clone()])
+        .await
+        .unwrap();
+    handle.sync().await.unwrap();
+    assert!(cached_pages(&store.root().join(&key.0))[50]);
+    expected[at..at + unaligned.len()].copy_from_slice(&unaligned);
+    assert_eq!(read_all(&store, &key, 0, size as u64).await, expected);
+}
+
+/// With direct I/O switched off, every write goes through the page cache and the engine is
+/// not asked for aligned blocks.
+#[tokio::test]
+async fn direct_io_can_be_switched_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsBlobStore::open(&dir.path().join("blobs"))
+        .unwrap()
+        .direct_io(false);
+    assert!(!store.writes_directly());
+    let key = new_key();
+    store.create(&key, 16 * 4096).await.unwrap();
+    let handle = store.open(&key).await.unwrap();
+    assert_eq!(handle.write_alignment(), None);
+    let data = random_bytes(22, 16 * 4096);
+    handle
+        .write_parts_at(0, vec![aligned_like(0, &data)])
+        .await
+        .unwrap();
+    handle.sync().await.unwrap();
+    let cached = cached_pages(&store.root().join(&key.0));
+    assert!(cached.iter().all(|&c| c), "{cached:?}");
+    assert_eq!(read_all(&store, &key, 0, data.len() as u64).await, data);
+}
+
+/// `allocate` gives a range its blocks without changing the blob's size or its bytes, and
+/// refuses ranges outside the blob.
+#[tokio::test]
+async fn allocate_reserves_blocks_and_keeps_size_and_bytes() {
+    use std::os::unix::fs::MetadataExt;
+    let (_dir, store) = store();
+    let key = new_key();
+    let size = 8 << 20;
+    store.create(&key, size).await.unwrap();
+    let path = store.root().join(&key.0);
+    let before = std::fs::metadata(&path).unwrap();
+    let handle = store.open(&key).await.unwrap();
+    handle
+        .write_at(100, Bytes::from_static(b"kept"))
+        .await
+        .unwrap();
+    handle.allocate(0, 4 << 20).await.unwrap();
+    let after = std::fs::metadata(&path).unwrap();
+    assert_eq!(after.len(), size);
+    // st_blocks counts 512-byte units.
+    assert!(
+        after.blocks() * 512 >= 4 << 20,
+        "allocated {} bytes, had {}",
+        after.blocks() * 512,
+        before.blocks() * 512
+    );
+    assert_eq!(&handle.read_at(100, 4).await.unwrap()[..], b"kept");
+    assert_eq!(&handle.read_at(0, 100).await.unwrap()[..], &[0u8; 100][..]);
+    assert!(handle.allocate(size - 1, 2).await.is_err());
+}

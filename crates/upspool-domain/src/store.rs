@@ -254,6 +254,23 @@ pub trait BlobHandle: Send + Sync {
         }
         Ok(())
     }
+    /// Makes room for `len` bytes at `offset` before they are written, where the store can:
+    /// a full disk is then found before any of a segment's bytes are written, and the writes
+    /// that follow need not each allocate (on the embedded store that lets concurrent direct
+    /// writes to one file run at once). The default does nothing; writes allocate as they go.
+    async fn allocate(&self, offset: u64, len: u64) -> Result<(), BlobError> {
+        let _ = (offset, len);
+        Ok(())
+    }
+    /// The memory alignment this store writes fastest from, if any. `Some(n)` asks the engine
+    /// to gather each block into one buffer whose address is congruent to the block's blob
+    /// offset modulo `n`, so that the store can write whole `n`-byte pages straight from it
+    /// (the embedded store writes them without the page cache): one copy of the body in
+    /// memory, traded for the kernel's copy into the page cache. `None` (the default): blocks
+    /// are written from the chunks they arrived in, uncopied.
+    fn write_alignment(&self) -> Option<usize> {
+        None
+    }
     /// Reads exactly `len` bytes at `offset` (bytes never written read as zeros).
     async fn read_at(&self, offset: u64, len: usize) -> Result<Bytes, BlobError>;
     /// Makes every write made so far through any handle of this blob durable.

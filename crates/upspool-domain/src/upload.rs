@@ -389,6 +389,11 @@ impl PrintService {
         }
         let claim = slot.claim(range).await;
         let handle = self.blobs.open(&session.blob).await?;
+        // Segments of more than one block get their space up front (a single block's write
+        // finds a full disk just as early, without the extra call).
+        for r in claim.new.iter().filter(|r| r.len() > IO_BUFFER as u64) {
+            handle.allocate(r.start, r.len()).await?;
+        }
         let observer = self.observer.get().map(Arc::as_ref);
         let wrote = stream_segment(handle.as_ref(), range, &claim, body, observer).await?;
         if wrote {
@@ -482,7 +487,7 @@ impl PrintService {
         segment: Segment<'_>,
     ) -> Result<SegmentOutcome> {
         let handle = self.blobs.open(&session.blob).await?;
-        let mut blocks = Blocks::new(segment.body, range);
+        let mut blocks = Blocks::new(segment.body, range, None);
         while let Some(block) = blocks.next().await? {
             let stored = handle.read_at(block.at, block.len).await?;
             if stored != block.contiguous(0, block.len) {
@@ -577,9 +582,11 @@ impl Block {
     }
 }
 
-/// Cuts a body into blocks of at most [`IO_BUFFER`] bytes, each with the offset it belongs
-/// at, refusing bodies longer than their range. The only memory a request holds is the block
-/// being cut (plus the chunk being cut) and the one being written (see `stream_segment`).
+/// Cuts a body into blocks, each with the offset it belongs at, refusing bodies longer than
+/// their range. A block ends at the next multiple of [`IO_BUFFER`] in the blob (or where the
+/// body ends), so consecutive segments' blocks line up with the same page boundaries however
+/// the client cut them. The only memory a request holds is the block being cut (plus the
+/// chunk being cut) and the blocks being written (see `stream_segment`).
 struct Blocks {
     body: BodyStream,
     parts: Vec<Bytes>,
@@ -590,10 +597,16 @@ struct Blocks {
     /// Body bytes received so far.
     got: u64,
     done: bool,
+    /// The store's [`BlobHandle::write_alignment`]: when set, each block is gathered into
+    /// `gathered` instead of keeping its chunks.
+    align: Option<usize>,
+    /// The block being gathered and where in it the block's bytes start (the padding that
+    /// gives its first byte the store's alignment).
+    gathered: Option<(BytesMut, usize)>,
 }
 
 impl Blocks {
-    fn new(body: BodyStream, range: ByteRange) -> Self {
+    fn new(body: BodyStream, range: ByteRange, align: Option<usize>) -> Self {
         Blocks {
             body,
             parts: Vec::new(),
@@ -603,25 +616,32 @@ impl Blocks {
             range,
             got: 0,
             done: false,
+            // Alignment only helps for powers of two up to a block, which is what stores use.
+            align: align.filter(|a| a.is_power_of_two() && *a > 1 && *a <= IO_BUFFER),
+            gathered: None,
         }
+    }
+
+    /// The length of a full block starting at `next_at`: up to the next `IO_BUFFER` boundary.
+    fn full_len(&self) -> usize {
+        IO_BUFFER - (self.next_at % IO_BUFFER as u64) as usize
     }
 
     async fn next(&mut self) -> Result<Option<Block>> {
         loop {
+            let want = self.full_len();
             if !self.pending.is_empty() {
-                let take = (IO_BUFFER - self.len).min(self.pending.len());
-                if self.parts.len() == MAX_PARTS {
-                    self.gather();
-                }
-                self.parts.push(self.pending.split_to(take));
+                let take = (want - self.len).min(self.pending.len());
+                let piece = self.pending.split_to(take);
+                self.add(piece);
                 self.len += take;
             }
-            let full = self.len == IO_BUFFER;
+            let full = self.len == want;
             let last = self.done && self.pending.is_empty() && self.len > 0;
             if full || last {
                 let block = Block {
                     at: self.next_at,
-                    parts: std::mem::take(&mut self.parts),
+                    parts: self.take_parts(),
                     len: std::mem::take(&mut self.len),
                 };
                 self.next_at += block.len as u64;
@@ -649,6 +669,36 @@ impl Blocks {
         }
     }
 
+    /// Adds `piece` to the block being cut: copied into the aligned buffer when the store
+    /// asked for one, else kept as it arrived.
+    fn add(&mut self, piece: Bytes) {
+        if let Some(align) = self.align {
+            let (at, want) = (self.next_at, self.full_len());
+            let (buf, _) = self.gathered.get_or_insert_with(|| {
+                // Room for the padding and a whole block, so the buffer never moves.
+                let mut buf = BytesMut::with_capacity(want + align);
+                let misfit = buf.as_ptr() as usize % align;
+                let pad = (at as usize % align + align - misfit) % align;
+                buf.resize(pad, 0);
+                (buf, pad)
+            });
+            buf.extend_from_slice(&piece);
+            return;
+        }
+        if self.parts.len() == MAX_PARTS {
+            self.gather();
+        }
+        self.parts.push(piece);
+    }
+
+    /// The block's bytes, ready to be written.
+    fn take_parts(&mut self) -> Vec<Bytes> {
+        match self.gathered.take() {
+            Some((buf, pad)) => vec![buf.freeze().slice(pad..)],
+            None => std::mem::take(&mut self.parts),
+        }
+    }
+
     /// Copies the parts gathered so far into one buffer with room for a whole block.
     fn gather(&mut self) {
         let mut buf = BytesMut::with_capacity(IO_BUFFER);
@@ -659,13 +709,21 @@ impl Blocks {
     }
 }
 
+/// Most blocks of one request being written at once to a store that asked for aligned
+/// blocks: it writes them without the page cache, so each write waits for the disk, and a few
+/// in flight keep the disk busy while the next block is received. A buffered store's write
+/// returns once the page cache has the bytes, so one at a time keeps up with the socket (and
+/// its blocks pin received chunks). A request holds at most this many blocks plus the one
+/// being cut.
+const ALIGNED_WRITES_IN_FLIGHT: usize = 3;
+
 /// Streams the body: new bytes are written, bytes already committed are compared. Returns
 /// whether anything was written.
 ///
-/// While one block is written, the next one is received, so that the socket copy and the
-/// page-cache copy run at the same time (on two cores) instead of taking turns: a request
-/// holds at most two blocks. A write in flight is always awaited, even when the body fails
-/// meanwhile, so no write outlives the claim on its range.
+/// Blocks are received while earlier ones are written (see [`ALIGNED_WRITES_IN_FLIGHT`]),
+/// so the socket copy and the disk write run at the same time instead of taking turns.
+/// Every write started is awaited, even when the body or another write fails meanwhile, so
+/// no write outlives the claim on its range.
 async fn stream_segment(
     handle: &dyn BlobHandle,
     range: ByteRange,
@@ -674,39 +732,78 @@ async fn stream_segment(
     observer: Option<&dyn UploadObserver>,
 ) -> Result<bool> {
     use futures_util::future::{select, Either};
+    use futures_util::stream::FuturesUnordered;
 
-    let mut blocks = Blocks::new(body, range);
-    let mut wrote = false;
-    let mut next = blocks.next().await?;
-    while let Some(block) = next.take() {
-        let write = std::pin::pin!(async {
-            let started = std::time::Instant::now();
-            let written = flush(handle, &block, claim).await?;
-            if let Some(o) = observer.filter(|_| written > 0) {
-                o.written(written, started.elapsed());
+    let mut blocks = Blocks::new(body, range, handle.write_alignment());
+    let in_flight = match blocks.align {
+        Some(_) => ALIGNED_WRITES_IN_FLIGHT,
+        None => 1,
+    };
+    let mut writes = FuturesUnordered::new();
+    let (mut wrote, mut failure, mut receiving) = (false, None, true);
+    let mut finished = |done: Result<u64>, failure: &mut Option<DomainError>| match done {
+        Ok(n) => wrote |= n > 0,
+        Err(e) => {
+            failure.get_or_insert(e);
+        }
+    };
+    loop {
+        if receiving && failure.is_none() && writes.len() < in_flight {
+            let received = {
+                let mut receive = std::pin::pin!(blocks.next());
+                loop {
+                    if writes.is_empty() {
+                        break Some(receive.await);
+                    }
+                    match select(receive.as_mut(), writes.next()).await {
+                        Either::Left((received, _)) => break Some(received),
+                        Either::Right((done, _)) => {
+                            finished(done.expect("a write was pending"), &mut failure);
+                            // A failed write: the rest of the body is not needed.
+                            if failure.is_some() {
+                                break None;
+                            }
+                        }
+                    }
+                }
+            };
+            match received {
+                Some(Ok(Some(block))) => writes.push(write_block(handle, block, claim, observer)),
+                Some(Ok(None)) => receiving = false,
+                Some(Err(e)) => {
+                    failure.get_or_insert(e);
+                }
+                None => {}
             }
-            Ok::<u64, DomainError>(written)
-        });
-        let receive = std::pin::pin!(blocks.next());
-        let written = match select(write, receive).await {
-            // The write failed: the body is not needed any more.
-            Either::Left((written, receive)) => {
-                let written = written?;
-                next = receive.await?;
-                written
+        } else {
+            match writes.next().await {
+                Some(done) => finished(done, &mut failure),
+                None => break,
             }
-            Either::Right((received, write)) => {
-                let written = write.await?;
-                next = received?;
-                written
-            }
-        };
-        wrote |= written > 0;
+        }
+    }
+    if let Some(e) = failure {
+        return Err(e);
     }
     if blocks.got != range.len() {
         return Err(too_short(range, blocks.got));
     }
     Ok(wrote)
+}
+
+/// Writes (or compares) one block, reporting the written bytes to the observer.
+async fn write_block(
+    handle: &dyn BlobHandle,
+    block: Block,
+    claim: &Claim,
+    observer: Option<&dyn UploadObserver>,
+) -> Result<u64> {
+    let started = std::time::Instant::now();
+    let written = flush(handle, &block, claim).await?;
+    if let Some(o) = observer.filter(|_| written > 0) {
+        o.written(written, started.elapsed());
+    }
+    Ok(written)
 }
 
 /// Handles `block`: parts in the claim's new ranges are written, parts in its existing ranges
@@ -754,7 +851,7 @@ mod tests {
         let stream: BodyStream =
             futures_util::stream::iter(chunks.clone().into_iter().map(Ok)).boxed();
         let range = ByteRange::new(1000, 1000 + body.len() as u64 - 1).unwrap();
-        let mut blocks = Blocks::new(stream, range);
+        let mut blocks = Blocks::new(stream, range, None);
         let (mut next, mut seen) = (1000, Vec::new());
         while let Some(block) = blocks.next().await.unwrap() {
             assert_eq!(block.at, next);
@@ -784,7 +881,7 @@ mod tests {
         )
         .boxed();
         let range = ByteRange::new(0, body.len() as u64 - 1).unwrap();
-        let mut blocks = Blocks::new(stream, range);
+        let mut blocks = Blocks::new(stream, range, None);
         let mut seen = Vec::new();
         while let Some(block) = blocks.next().await.unwrap() {
             assert!(block.parts.len() <= MAX_PARTS);
@@ -793,6 +890,40 @@ mod tests {
                 assert_eq!(sliced, &block.contiguous(0, block.len)[from..from + len]);
             }
             seen.extend_from_slice(&block.contiguous(0, block.len));
+        }
+        assert_eq!(seen, body);
+    }
+
+    /// For a store that asks for aligned memory, each block is one buffer whose address is
+    /// congruent to its blob offset, and blocks end on `IO_BUFFER` boundaries of the blob
+    /// whatever offset the segment starts at.
+    #[tokio::test]
+    async fn aligned_blocks_line_up_with_the_blob() {
+        let body: Vec<u8> = (0..(3 * IO_BUFFER + 5000))
+            .map(|i| (i % 247) as u8)
+            .collect();
+        let stream: BodyStream = futures_util::stream::iter(
+            body.chunks(64 * 1024 + 3)
+                .map(|c| Ok(Bytes::copy_from_slice(c)))
+                .collect::<Vec<_>>(),
+        )
+        .boxed();
+        let start = 4096 * 3 + 100;
+        let range = ByteRange::new(start, start + body.len() as u64 - 1).unwrap();
+        let mut blocks = Blocks::new(stream, range, Some(4096));
+        let (mut next, mut seen) = (start, Vec::new());
+        while let Some(block) = blocks.next().await.unwrap() {
+            assert_eq!(block.at, next);
+            assert_eq!(block.parts.len(), 1, "one gathered buffer");
+            assert_eq!(block.parts[0].as_ptr() as u64 % 4096, block.at % 4096);
+            let end = block.at + block.len as u64;
+            assert!(
+                end.is_multiple_of(IO_BUFFER as u64) || end == range.end + 1,
+                "block {}..{end} ends off a boundary",
+                block.at
+            );
+            next = end;
+            seen.extend_from_slice(&block.parts[0]);
         }
         assert_eq!(seen, body);
     }

@@ -233,6 +233,9 @@ pub struct ServeArgs {
     /// How long a shutdown waits for in-flight requests [env: UPSPOOL_SHUTDOWN_TIMEOUT] [default: 30s]
     #[arg(long, value_name = "DURATION")]
     pub shutdown_timeout: Option<String>,
+    /// Write whole pages of documents straight to the disk, bypassing the page cache: on or off [env: UPSPOOL_DIRECT_IO] [default: on]
+    #[arg(long, value_name = "BOOL")]
+    pub direct_io: Option<String>,
     #[command(flatten)]
     pub identity: IdentityArgs,
     #[command(flatten)]

@@ -94,6 +94,8 @@ pub struct Config {
     pub storage_quota: Option<u64>,
     pub header_read_timeout: Duration,
     pub max_header_size: u64,
+    /// Whether the byte store writes whole pages without the page cache (`O_DIRECT`).
+    pub direct_io: bool,
 }
 
 /// hyper reads request heads into a buffer that cannot be smaller than this.
@@ -119,6 +121,7 @@ struct FileConfig {
     oidc: FileOidc,
     log_format: Option<String>,
     shutdown_timeout: Option<String>,
+    direct_io: Option<bool>,
     #[serde(default)]
     limits: FileLimits,
 }
@@ -244,6 +247,7 @@ setting!(
     "--log-format",
     "UPSPOOL_LOG_FORMAT"
 );
+setting!(DIRECT_IO, "direct_io", "--direct-io", "UPSPOOL_DIRECT_IO");
 setting!(
     SHUTDOWN_TIMEOUT,
     "shutdown_timeout",
@@ -548,6 +552,15 @@ pub fn load(args: &ServeArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Co
             parse_duration,
         )?
         .value;
+    let direct_io = layers
+        .get_or(
+            &DIRECT_IO,
+            args.direct_io.as_deref(),
+            file.direct_io.map(|b| b.to_string()),
+            "on",
+            parse_bool,
+        )?
+        .value;
 
     let size = |v: Option<SizeValue>| v.map(SizeValue::into_string);
     let max_document_size = layers.get_or(
@@ -671,6 +684,7 @@ pub fn load(args: &ServeArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Co
         storage_quota,
         header_read_timeout,
         max_header_size,
+        direct_io,
     })
 }
 
@@ -991,6 +1005,7 @@ mod tests {
         assert!(!c.insecure_dev_auth);
         assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.shutdown_timeout, Duration::from_secs(30));
+        assert!(c.direct_io);
         assert_eq!(c.sweep_interval, Duration::from_secs(60));
         let d = Limits::default();
         assert_eq!(c.limits.max_document_size, d.max_document_size);
@@ -1171,6 +1186,33 @@ mod tests {
                 .unwrap()
                 .insecure_dev_auth
         );
+    }
+
+    /// Direct I/O is on unless the file, the environment or the flag says off (in that order
+    /// of precedence, lowest first), and a value that is not a boolean is refused by name.
+    #[test]
+    fn direct_io_layers() {
+        let (_dir, path) = write_toml("direct_io = false\n");
+        let file = [("UPSPOOL_CONFIG", path.to_str().unwrap())];
+        assert!(
+            !load(&ServeArgs::default(), &env_of(&file))
+                .unwrap()
+                .direct_io
+        );
+        let env = env_of(&[file[0], ("UPSPOOL_DIRECT_IO", "on")]);
+        assert!(load(&ServeArgs::default(), &env).unwrap().direct_io);
+        let args = ServeArgs {
+            direct_io: Some("off".into()),
+            ..ServeArgs::default()
+        };
+        assert!(!load(&args, &env).unwrap().direct_io);
+        let e = load(
+            &ServeArgs::default(),
+            &env_of(&[("UPSPOOL_DIRECT_IO", "sometimes")]),
+        )
+        .unwrap_err()
+        .0;
+        assert!(e.contains("UPSPOOL_DIRECT_IO"), "{e}");
     }
 
     #[test]

@@ -66,7 +66,8 @@ pub async fn open(config: &Config) -> anyhow::Result<Opened> {
         .with_context(|| format!("cannot open the metadata store {}", db.display()))?;
     let blob_dir = data_dir.join("blobs");
     let blobs = FsBlobStore::open_with_quota(&blob_dir, config.storage_quota)
-        .with_context(|| format!("cannot open the byte store {}", blob_dir.display()))?;
+        .with_context(|| format!("cannot open the byte store {}", blob_dir.display()))?
+        .direct_io(config.direct_io);
     let meta = Arc::new(meta);
     let service = PrintService::new(meta.clone(), Arc::new(blobs), config.limits.clone());
     Ok(Opened {
