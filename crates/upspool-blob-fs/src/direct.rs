@@ -50,6 +50,31 @@ impl DirectIo {
         }
     }
 
+    /// Tries one direct write of a page in `dir` (a probe file, removed again), so that a
+    /// filesystem without direct I/O is found at startup rather than on the first upload.
+    /// Only a refusal switches direct writes off; other failures leave the decision to the
+    /// first real open.
+    pub(crate) fn probe(&self, dir: &Path) {
+        if !self.is_on() {
+            return;
+        }
+        // A dot file: never a blob key, so never taken for a blob (or counted in the quota).
+        let path = dir.join(".direct-io-probe");
+        // Left over if a previous start died right here.
+        let _ = std::fs::remove_file(&path);
+        let result = open_direct_new(&path).and_then(|file| {
+            let buf = vec![0u8; 2 * PAGE];
+            let start = buf.as_ptr().align_offset(PAGE);
+            write_pages(&file, &buf[start..start + PAGE], 0).map(drop)
+        });
+        let _ = std::fs::remove_file(&path);
+        match result {
+            Err(e) if unsupported(&e) => self.refused(&dir.to_string_lossy(), &e),
+            Err(e) => tracing::debug!(error = %e, "direct I/O probe failed; deciding on first use"),
+            Ok(()) => {}
+        }
+    }
+
     /// Opens `path` for direct writes. `Ok(None)`: the filesystem has no direct I/O (direct
     /// writes are now off for the store); other errors are the open's own.
     pub(crate) fn open(&self, path: &Path, root: &str) -> io::Result<Option<File>> {
@@ -86,6 +111,23 @@ fn open_direct(path: &Path) -> io::Result<File> {
 
 #[cfg(not(target_os = "linux"))]
 fn open_direct(_: &Path) -> io::Result<File> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
+/// A new file (an existing one is never touched) opened for direct writes.
+#[cfg(target_os = "linux")]
+fn open_direct_new(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn open_direct_new(_: &Path) -> io::Result<File> {
     Err(io::ErrorKind::Unsupported.into())
 }
 

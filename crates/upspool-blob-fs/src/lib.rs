@@ -108,11 +108,15 @@ impl FsBlobStore {
     }
 
     /// Whether whole pages are written directly to the disk, bypassing the page cache (the
-    /// default; see the `direct` module). Off writes everything through the page cache. Even
-    /// when on, a filesystem that refuses direct I/O switches it off for good.
+    /// default; see the `direct` module). Off writes everything through the page cache. When
+    /// on, one page is written directly to a probe file in the store's directory at once, and
+    /// a filesystem that refuses direct I/O (then, or on any later write) switches it off for
+    /// good with one warning. Blocking; meant for startup.
     pub fn direct_io(self, on: bool) -> Self {
+        let direct_io = DirectIo::new(on);
+        direct_io.probe(&self.root);
         FsBlobStore {
-            direct_io: Arc::new(DirectIo::new(on)),
+            direct_io: Arc::new(direct_io),
             ..self
         }
     }
@@ -149,7 +153,12 @@ impl FsBlobStore {
 fn declared_bytes(dir: &Path) -> io::Result<u64> {
     let mut total = 0u64;
     for entry in fs::read_dir(dir)? {
-        let meta = entry?.metadata()?;
+        let entry = entry?;
+        // Blob keys never start with a dot (see `path_of`); such files are the store's own.
+        if entry.file_name().as_encoded_bytes().starts_with(b".") {
+            continue;
+        }
+        let meta = entry.metadata()?;
         if meta.is_file() {
             total = total.saturating_add(meta.len());
         }

@@ -608,3 +608,21 @@ async fn allocate_reserves_blocks_and_keeps_size_and_bytes() {
     assert_eq!(&handle.read_at(0, 100).await.unwrap()[..], &[0u8; 100][..]);
     assert!(handle.allocate(size - 1, 2).await.is_err());
 }
+
+/// Switching direct I/O on probes the filesystem with a file of the store's own (a dot file,
+/// never a blob), which is removed again, also when a crashed start left it behind; such files
+/// never count against the quota.
+#[tokio::test]
+async fn the_direct_io_probe_leaves_nothing_and_is_not_a_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("blobs");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join(".direct-io-probe"), [7u8; 100]).unwrap();
+    let store = FsBlobStore::open_with_quota(&root, Some(10)).unwrap();
+    assert_eq!(store.quota_used(), Some(0));
+    let store = store.direct_io(true);
+    assert!(store.writes_directly());
+    assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
+    store.create(&new_key(), 10).await.unwrap();
+    assert_eq!(store.quota_used(), Some(10));
+}

@@ -42,6 +42,8 @@ pub struct Opened {
     pub data_dir: PathBuf,
     pub service: Arc<PrintService>,
     meta: Arc<SqliteStore>,
+    /// Whether the byte store writes without the page cache (after its startup probe).
+    direct_io: bool,
 }
 
 impl Opened {
@@ -69,9 +71,11 @@ pub async fn open(config: &Config) -> anyhow::Result<Opened> {
         .with_context(|| format!("cannot open the byte store {}", blob_dir.display()))?
         .direct_io(config.direct_io);
     let meta = Arc::new(meta);
+    let direct_io = blobs.writes_directly();
     let service = PrintService::new(meta.clone(), Arc::new(blobs), config.limits.clone());
     Ok(Opened {
         data_dir,
+        direct_io,
         service: Arc::new(service),
         meta,
     })
@@ -120,7 +124,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut signals = Signals::new()?;
 
     let opened = open(&config).await?;
-    tracing::info!(data_dir = %opened.data_dir.display(), "data directory");
+    tracing::info!(data_dir = %opened.data_dir.display(), direct_io = opened.direct_io, "data directory");
 
     let tls = match &config.tls {
         Some(t) => {

@@ -569,7 +569,19 @@ async fn a_full_disk_answers_507_damages_nothing_and_recovers() {
         acked.push(start);
     }
     let full_at = full_at.expect("a 4 MiB disk cannot hold 5 MiB");
-    // Nothing acknowledged was lost, and the refused segment is still missing.
+    // A segment of several blocks has its space allocated before any byte is written: on the
+    // full disk that allocation fails, with the same answer and nothing recorded.
+    let resp = api
+        .put(&url_a, 2 * MIB as u64, a.len() as u64, &a[2 * MIB..])
+        .await;
+    assert_graph_error(
+        resp,
+        StatusCode::INSUFFICIENT_STORAGE,
+        "quotaLimitReached",
+        None,
+    )
+    .await;
+    // Nothing acknowledged was lost, and the refused segments are still missing.
     let missing_a = api.status(&url_a).await["nextExpectedRanges"].clone();
     assert_eq!(missing_a, json!([format!("{}-{}", 2 * MIB, 3 * MIB - 1)]));
     let missing_b = api.status(&url_b).await["nextExpectedRanges"].clone();
