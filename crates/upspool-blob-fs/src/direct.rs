@@ -11,7 +11,10 @@
 //! Mixing the two on one file is safe on Linux: before a direct write the kernel writes back
 //! and drops any cached pages of its range, and the upload engine never writes or reads a
 //! page from two requests at once (a page written directly lies wholly inside one request's
-//! new bytes). Durability does not change: a direct write's errors are returned by the write
+//! new bytes, and comparisons read only committed bytes, which never share a page with such
+//! a write). The one way a page could still be cached while it is written directly is
+//! read-ahead past a comparison's bytes, so the shared descriptor reads without read-ahead
+//! (`POSIX_FADV_RANDOM`). Durability does not change: a direct write's errors are returned by the write
 //! itself, and the segment is still acknowledged only after `fdatasync`, which also flushes
 //! the disk's volatile cache.
 

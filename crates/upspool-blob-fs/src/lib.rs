@@ -292,6 +292,12 @@ impl BlobStore for FsBlobStore {
                 .open(&path)
                 .map_err(|e| map_io(e, &what))?;
             let size = file.metadata().map_err(|e| map_io(e, &what))?.len();
+            if direct_io.is_on() {
+                // No read-ahead through this descriptor: a comparison read must not bring
+                // pages into the cache that another request is writing directly, or a stale
+                // copy could outlive that write (see `direct`). Only advice.
+                let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::Random);
+            }
             let handle = FsBlobHandle::new(file, size, &name);
             let root: Arc<str> = root.to_string_lossy().into();
             let handle = match direct_io.open(&path, &root).map_err(|e| map_io(e, &what))? {
