@@ -31,6 +31,16 @@ pub(crate) struct FsBlobHandle {
     poisoned: Arc<AtomicBool>,
 }
 
+impl std::fmt::Debug for FsBlobHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FsBlobHandle")
+            .field("key", &self.key)
+            .field("size", &self.size)
+            .field("direct", &self.direct.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 /// A descriptor for direct writes and the store's switch that turns them off.
 #[derive(Clone)]
 pub(crate) struct Direct {
@@ -71,6 +81,11 @@ impl FsBlobHandle {
     pub(crate) fn with_direct(mut self, direct: Direct) -> Self {
         self.direct = Some(direct);
         self
+    }
+
+    /// The blob's key.
+    pub(crate) fn key(&self) -> &str {
+        &self.key
     }
 
     /// Whether an `fdatasync` on this handle failed: the store then opens a fresh one for new

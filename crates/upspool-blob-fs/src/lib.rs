@@ -19,7 +19,7 @@ mod error;
 mod handle;
 mod quota;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -53,6 +53,11 @@ const MAX_KEY_LEN: usize = 128;
 /// Past this many entries, `open` drops the entries of handles nobody holds any more.
 const PRUNE_OPEN_HANDLES_AT: usize = 1024;
 
+/// Handles of the most recently opened blobs kept open when no request holds them, so that a
+/// session's next segment (a client sends them one after another) skips opening the file
+/// twice and probing it. Each costs two descriptors.
+const KEEP_OPEN: usize = 16;
+
 /// Blobs as files under one directory. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct FsBlobStore {
@@ -62,6 +67,9 @@ pub struct FsBlobStore {
     /// share it, so their syncs are grouped into one `fdatasync` (see `FsBlobHandle::sync`)
     /// instead of queueing one per request on the same file.
     open_handles: Arc<Mutex<HashMap<String, Weak<FsBlobHandle>>>>,
+    /// The [`KEEP_OPEN`] most recently opened handles, most recent first; `delete` drops a
+    /// blob's handle from here, so its space is freed at once.
+    recent: Arc<Mutex<VecDeque<Arc<FsBlobHandle>>>>,
     /// Groups the directory syncs of concurrent creates and deletes.
     dir_sync: Arc<DirSync>,
     /// Whether whole pages are written without the page cache (see `direct`).
@@ -103,6 +111,7 @@ impl FsBlobStore {
             root,
             quota,
             open_handles: Arc::default(),
+            recent: Arc::default(),
             direct_io: Arc::new(DirectIo::new(true)),
         })
     }
@@ -167,14 +176,23 @@ fn declared_bytes(dir: &Path) -> io::Result<u64> {
 }
 
 impl FsBlobStore {
-    /// The live, usable handle of `key` some request already holds.
-    fn shared_handle(&self, key: &str) -> Option<Arc<dyn BlobHandle>> {
+    /// The live, usable handle of `key` some request (or the recent list) already holds.
+    fn shared_handle(&self, key: &str) -> Option<Arc<FsBlobHandle>> {
         let handles = self
             .open_handles
             .lock()
             .expect("open handles lock poisoned");
         let h = handles.get(key).and_then(Weak::upgrade)?;
-        (!h.sync_failed()).then_some(h as Arc<dyn BlobHandle>)
+        (!h.sync_failed()).then_some(h)
+    }
+
+    /// Puts `handle` first in the recent list, dropping its older entry, handles whose sync
+    /// failed (they are never shared again) and whatever falls off the end.
+    fn keep_open(&self, handle: &Arc<FsBlobHandle>) {
+        let mut recent = self.recent.lock().expect("recent handles lock poisoned");
+        recent.retain(|h| !Arc::ptr_eq(h, handle) && !h.sync_failed());
+        recent.push_front(handle.clone());
+        recent.truncate(KEEP_OPEN);
     }
 }
 
@@ -280,6 +298,7 @@ impl BlobStore for FsBlobStore {
     async fn open(&self, key: &BlobKey) -> Result<Arc<dyn BlobHandle>, BlobError> {
         let path = self.path_of(key)?;
         if let Some(h) = self.shared_handle(&key.0) {
+            self.keep_open(&h);
             return Ok(h);
         }
         let name = key.0.clone();
@@ -311,21 +330,25 @@ impl BlobStore for FsBlobStore {
             Ok(Arc::new(handle))
         })
         .await?;
-        let mut handles = self
-            .open_handles
-            .lock()
-            .expect("open handles lock poisoned");
-        // Another request may have opened the blob meanwhile: join its handle.
-        if let Some(h) = handles.get(&key.0).and_then(Weak::upgrade) {
-            if !h.sync_failed() {
-                return Ok(h);
+        let handle = {
+            let mut handles = self
+                .open_handles
+                .lock()
+                .expect("open handles lock poisoned");
+            // Another request may have opened the blob meanwhile: join its handle.
+            match handles.get(&key.0).and_then(Weak::upgrade) {
+                Some(h) if !h.sync_failed() => h,
+                _ => {
+                    if handles.len() >= PRUNE_OPEN_HANDLES_AT {
+                        handles.retain(|_, w| w.strong_count() > 0);
+                    }
+                    handles.insert(key.0.clone(), Arc::downgrade(&opened));
+                    opened
+                }
             }
-        }
-        if handles.len() >= PRUNE_OPEN_HANDLES_AT {
-            handles.retain(|_, w| w.strong_count() > 0);
-        }
-        handles.insert(key.0.clone(), Arc::downgrade(&opened));
-        Ok(opened)
+        };
+        self.keep_open(&handle);
+        Ok(handle)
     }
 
     /// Checks up front that the file holds the whole range (so a short blob fails the call
@@ -385,6 +408,11 @@ impl BlobStore for FsBlobStore {
     /// crash (by then nothing references it, and it would leak).
     async fn delete(&self, key: &BlobKey) -> Result<(), BlobError> {
         let path = self.path_of(key)?;
+        // Its descriptors close once no request holds them, and with them the file's space.
+        self.recent
+            .lock()
+            .expect("recent handles lock poisoned")
+            .retain(|h| h.key() != key.0);
         let key = key.0.clone();
         let quota = self.quota.clone();
         blocking(move || {
@@ -430,13 +458,27 @@ mod tests {
         assert!(!same(&first, &store.open(&b).await.unwrap()));
         first.write_at(0, Bytes::from_static(b"hi")).await.unwrap();
         second.sync().await.unwrap();
-        drop((first, second));
+        drop(second);
+        // Kept open for the next segment while it is among the most recent...
         let again = store.open(&a).await.unwrap();
+        assert!(same(&first, &again));
         assert_eq!(&again.read_at(0, 2).await.unwrap()[..], b"hi");
+        drop((first, again));
+        for i in 0..KEEP_OPEN {
+            let other = BlobKey(format!("k{i}"));
+            store.create(&other, 1).await.unwrap();
+            store.open(&other).await.unwrap();
+        }
+        // ...and closed once it is not, or once its blob is deleted.
+        let fresh = store.open(&a).await.unwrap();
         assert_eq!(
-            Arc::strong_count(&again),
-            1,
-            "a fresh handle, held only here"
+            Arc::strong_count(&fresh),
+            2,
+            "held here and in the recent list"
         );
+        assert_eq!(&fresh.read_at(0, 2).await.unwrap()[..], b"hi");
+        drop(fresh);
+        store.delete(&a).await.unwrap();
+        assert!(store.recent.lock().unwrap().iter().all(|h| h.key() != "a"));
     }
 }

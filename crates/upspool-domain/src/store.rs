@@ -174,6 +174,12 @@ pub trait MetadataStore: Send + Sync + 'static {
         &self,
         id: Uuid,
     ) -> Result<Option<(UploadSession, RangeSet)>, StoreError>;
+    /// A session without its ranges, for callers that do not need them (each segment checks
+    /// its session first). The default reads the ranges too and drops them; stores should do
+    /// one read.
+    async fn get_upload_session_only(&self, id: Uuid) -> Result<Option<UploadSession>, StoreError> {
+        Ok(self.get_upload_session(id).await?.map(|(s, _)| s))
+    }
     /// The document's session, in any state, if it has one.
     async fn session_of_document(
         &self,

@@ -216,14 +216,8 @@ impl PrintService {
             .meta
             .get_upload_session(id)
             .await?
-            .filter(|(s, _)| s.is_live(Utc::now()))
             .ok_or(DomainError::UploadSessionNotFound)?;
-        if !token::matches(token, &session.token_hash) {
-            return Err(DomainError::Unauthenticated(
-                "The upload URL's tempauthtoken is missing or invalid.".into(),
-            ));
-        }
-        Ok((session, ranges))
+        Ok((check_live(session, token)?, ranges))
     }
 
     /// `GET {uploadUrl}`: what is still missing. Does not extend the expiry.
@@ -301,7 +295,12 @@ impl PrintService {
         segment: Segment<'_>,
     ) -> Result<SegmentOutcome> {
         let (session, _) = match target {
-            SegmentTarget::Url { session, token } => self.live_session(session, token).await?,
+            // The ranges are not needed here (the engine's slot has them): one read.
+            SegmentTarget::Url { session, token } => {
+                let found = self.meta.get_upload_session_only(session).await?;
+                let found = found.ok_or(DomainError::UploadSessionNotFound)?;
+                (check_live(found, token)?, RangeSet::default())
+            }
             SegmentTarget::IfMatch {
                 who,
                 scope,
@@ -504,6 +503,19 @@ impl PrintService {
             .ok_or(DomainError::UploadSessionNotFound)?;
         Ok(SegmentOutcome::Completed(document))
     }
+}
+
+/// `session`, if it answers at `now` and `token` is its URL token.
+fn check_live(session: UploadSession, token: &str) -> Result<UploadSession> {
+    if !session.is_live(Utc::now()) {
+        return Err(DomainError::UploadSessionNotFound);
+    }
+    if !token::matches(token, &session.token_hash) {
+        return Err(DomainError::Unauthenticated(
+            "The upload URL's tempauthtoken is missing or invalid.".into(),
+        ));
+    }
+    Ok(session)
 }
 
 fn status_of(session: &UploadSession, ranges: &RangeSet) -> SessionStatus {

@@ -139,7 +139,7 @@ async fn writer(
 
 /// One transaction for the whole batch; each caller is answered after its `COMMIT`, which
 /// `commits` counts.
-async fn run_batch(pool: &SqlitePool, batch: Vec<Box<dyn Work>>, commits: &AtomicU64) {
+async fn run_batch(pool: &SqlitePool, mut batch: Vec<Box<dyn Work>>, commits: &AtomicU64) {
     let mut tx = match pool.begin_with("BEGIN IMMEDIATE").await {
         Ok(tx) => tx,
         Err(e) => {
@@ -150,6 +150,10 @@ async fn run_batch(pool: &SqlitePool, batch: Vec<Box<dyn Work>>, commits: &Atomi
             return;
         }
     };
+    if batch.len() == 1 {
+        let work = batch.pop().expect("a batch of one");
+        return run_alone(tx, work, commits).await;
+    }
     let mut done = Vec::with_capacity(batch.len());
     let mut works = batch.into_iter();
     for work in works.by_ref() {
@@ -176,6 +180,24 @@ async fn run_batch(pool: &SqlitePool, batch: Vec<Box<dyn Work>>, commits: &Atomi
     for answer in done {
         answer(failed.clone());
     }
+}
+
+/// A batch of one needs no savepoint (two statements, each a round trip to SQLite's thread):
+/// if the work fails, rolling back the whole transaction leaves nothing of it either.
+async fn run_alone(mut tx: Transaction<'static, Sqlite>, work: Box<dyn Work>, commits: &AtomicU64) {
+    let ran = work.run(&mut tx).await;
+    if !ran.ok {
+        if let Err(e) = tx.rollback().await {
+            tracing::warn!(error = %e, "rolling back a failed write failed");
+        }
+        (ran.answer)(None);
+        return;
+    }
+    let failed = tx.commit().await.map_err(map_err).err();
+    if failed.is_none() {
+        commits.fetch_add(1, Ordering::Relaxed);
+    }
+    (ran.answer)(failed);
 }
 
 /// Runs one piece of work inside a savepoint. Returns its answer if it succeeded (to be sent
@@ -272,6 +294,31 @@ mod tests {
         // A lone write is a batch of its own.
         assert_eq!(group.write(insert(3)).await.unwrap(), 3);
         assert_eq!(group.commits(), 2);
+    }
+
+    /// A lone write that fails after changing rows (no savepoint around it) leaves none of
+    /// its changes behind, and the next write still commits.
+    #[tokio::test]
+    async fn a_lone_failed_write_is_rolled_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = pool(&dir).await;
+        let group = GroupCommit::start(pool.clone());
+        let half = group
+            .write(|conn| {
+                Box::pin(async move {
+                    insert(20)(&mut *conn).await?;
+                    insert(20)(&mut *conn).await
+                })
+            })
+            .await;
+        assert!(matches!(half, Err(StoreError::Conflict(_))), "{half:?}");
+        assert_eq!(group.commits(), 0);
+        assert_eq!(group.write(insert(21)).await.unwrap(), 21);
+        let rows: Vec<i64> = sqlx::query_scalar("SELECT x FROM t ORDER BY x")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        assert_eq!(rows, vec![21]);
     }
 
     /// A write that fails after changing rows leaves none of its changes behind.

@@ -233,6 +233,9 @@ impl MetadataStore for SqliteStore {
     ) -> Result<Option<(UploadSession, RangeSet)>, StoreError> {
         sessions::get_upload_session(&self.db, id).await
     }
+    async fn get_upload_session_only(&self, id: Uuid) -> Result<Option<UploadSession>, StoreError> {
+        sessions::get_upload_session_only(&self.db, id).await
+    }
     async fn session_of_document(
         &self,
         document: Uuid,

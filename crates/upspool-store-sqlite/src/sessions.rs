@@ -97,6 +97,22 @@ pub(crate) async fn get_upload_session(
     Ok(Some((codec::session(&row)?, RangeSet::from_ranges(ranges))))
 }
 
+/// The session row alone: one statement, no read transaction.
+pub(crate) async fn get_upload_session_only(
+    db: &Db,
+    session: Uuid,
+) -> Result<Option<UploadSession>, StoreError> {
+    sqlx::query(&format!(
+        "SELECT {SESSION_COLUMNS} FROM upload_sessions WHERE id = ?"
+    ))
+    .bind(id(session))
+    .fetch_optional(&db.read)
+    .await
+    .map_err(map_err)?
+    .map(|row| codec::session(&row))
+    .transpose()
+}
+
 pub(crate) async fn session_of_document(
     db: &Db,
     document: Uuid,
