@@ -20,7 +20,7 @@
 
 use std::fs::File;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Direct writes cover whole pages of this size, from memory aligned the same way (enough
@@ -32,12 +32,15 @@ pub const PAGE: usize = 4096;
 #[derive(Debug)]
 pub(crate) struct DirectIo {
     on: AtomicBool,
+    /// The store's directory: where the probe writes, and what the warning names.
+    root: PathBuf,
 }
 
 impl DirectIo {
-    pub(crate) fn new(on: bool) -> Self {
+    pub(crate) fn new(on: bool, root: &Path) -> Self {
         DirectIo {
             on: AtomicBool::new(on),
+            root: root.to_path_buf(),
         }
     }
 
@@ -46,23 +49,24 @@ impl DirectIo {
     }
 
     /// Turns direct writes off after the filesystem refused one (`why`).
-    pub(crate) fn refused(&self, root: &str, why: &io::Error) {
+    pub(crate) fn refused(&self, why: &io::Error) {
         if self.on.swap(false, Ordering::Relaxed) {
-            tracing::warn!(dir = %root, error = %why,
+            tracing::warn!(dir = %self.root.display(), error = %why,
                 "the filesystem refuses direct I/O; blobs are written through the page cache");
         }
     }
 
-    /// Tries one direct write of a page in `dir` (a probe file, removed again), so that a
+    /// Tries one direct write of a page in the store's directory (a probe file, removed
+    /// again), so that a
     /// filesystem without direct I/O is found at startup rather than on the first upload.
     /// Only a refusal switches direct writes off; other failures leave the decision to the
     /// first real open.
-    pub(crate) fn probe(&self, dir: &Path) {
+    pub(crate) fn probe(&self) {
         if !self.is_on() {
             return;
         }
         // A dot file: never a blob key, so never taken for a blob (or counted in the quota).
-        let path = dir.join(".direct-io-probe");
+        let path = self.root.join(".direct-io-probe");
         // Left over if a previous start died right here.
         let _ = std::fs::remove_file(&path);
         let result = open_direct_new(&path).and_then(|file| {
@@ -72,7 +76,7 @@ impl DirectIo {
         });
         let _ = std::fs::remove_file(&path);
         match result {
-            Err(e) if unsupported(&e) => self.refused(&dir.to_string_lossy(), &e),
+            Err(e) if unsupported(&e) => self.refused(&e),
             Err(e) => tracing::debug!(error = %e, "direct I/O probe failed; deciding on first use"),
             Ok(()) => {}
         }
@@ -80,14 +84,14 @@ impl DirectIo {
 
     /// Opens `path` for direct writes. `Ok(None)`: the filesystem has no direct I/O (direct
     /// writes are now off for the store); other errors are the open's own.
-    pub(crate) fn open(&self, path: &Path, root: &str) -> io::Result<Option<File>> {
+    pub(crate) fn open(&self, path: &Path) -> io::Result<Option<File>> {
         if !self.is_on() {
             return Ok(None);
         }
         match open_direct(path) {
             Ok(f) => Ok(Some(f)),
             Err(e) if unsupported(&e) => {
-                self.refused(root, &e);
+                self.refused(&e);
                 Ok(None)
             }
             Err(e) => Err(e),

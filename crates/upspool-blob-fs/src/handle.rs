@@ -46,8 +46,6 @@ impl std::fmt::Debug for FsBlobHandle {
 pub(crate) struct Direct {
     pub file: Arc<File>,
     pub io: Arc<DirectIo>,
-    /// The store's directory, for the one warning when direct writes are refused.
-    pub root: Arc<str>,
 }
 
 #[derive(Default)]
@@ -272,7 +270,7 @@ fn write_split(
     let written = match direct::write_pages(&direct.file, pages, pages_at) {
         Ok(n) => n,
         Err(e) if direct::unsupported(&e) => {
-            direct.io.refused(&direct.root, &e);
+            direct.io.refused(&e);
             0
         }
         Err(e) => return Err(e),

@@ -108,11 +108,11 @@ impl FsBlobStore {
         let root: Arc<Path> = root.into();
         Ok(FsBlobStore {
             dir_sync: Arc::new(DirSync::new(root.clone())),
+            direct_io: Arc::new(DirectIo::new(true, &root)),
             root,
             quota,
             open_handles: Arc::default(),
             recent: Arc::default(),
-            direct_io: Arc::new(DirectIo::new(true)),
         })
     }
 
@@ -122,8 +122,8 @@ impl FsBlobStore {
     /// a filesystem that refuses direct I/O (then, or on any later write) switches it off for
     /// good with one warning. Blocking; meant for startup.
     pub fn direct_io(self, on: bool) -> Self {
-        let direct_io = DirectIo::new(on);
-        direct_io.probe(&self.root);
+        let direct_io = DirectIo::new(on, &self.root);
+        direct_io.probe();
         FsBlobStore {
             direct_io: Arc::new(direct_io),
             ..self
@@ -302,7 +302,7 @@ impl BlobStore for FsBlobStore {
             return Ok(h);
         }
         let name = key.0.clone();
-        let (direct_io, root) = (self.direct_io.clone(), self.root.clone());
+        let direct_io = self.direct_io.clone();
         let opened = blocking(move || {
             let what = format!("open {name}");
             let file = OpenOptions::new()
@@ -318,12 +318,10 @@ impl BlobStore for FsBlobStore {
                 let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::Random);
             }
             let handle = FsBlobHandle::new(file, size, &name);
-            let root: Arc<str> = root.to_string_lossy().into();
-            let handle = match direct_io.open(&path, &root).map_err(|e| map_io(e, &what))? {
+            let handle = match direct_io.open(&path).map_err(|e| map_io(e, &what))? {
                 Some(file) => handle.with_direct(Direct {
                     file: Arc::new(file),
                     io: direct_io,
-                    root,
                 }),
                 None => handle,
             };

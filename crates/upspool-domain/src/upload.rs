@@ -294,12 +294,11 @@ impl PrintService {
         target: SegmentTarget<'_>,
         segment: Segment<'_>,
     ) -> Result<SegmentOutcome> {
-        let (session, _) = match target {
+        let session = match target {
             // The ranges are not needed here (the engine's slot has them): one read.
             SegmentTarget::Url { session, token } => {
                 let found = self.meta.get_upload_session_only(session).await?;
-                let found = found.ok_or(DomainError::UploadSessionNotFound)?;
-                (check_live(found, token)?, RangeSet::default())
+                check_live(found.ok_or(DomainError::UploadSessionNotFound)?, token)?
             }
             SegmentTarget::IfMatch {
                 who,
@@ -310,6 +309,7 @@ impl PrintService {
             } => {
                 self.session_by_if_match(who, scope, job, document, if_match)
                     .await?
+                    .0
             }
         };
         let range = self.check_range(&session, &segment)?;
