@@ -6,10 +6,13 @@
 //! whose range touches bytes another request has claimed waits until that claim is committed
 //! or abandoned, then is judged against the result.
 //!
-//! State lives only as long as some request holds the session's slot; a new slot reloads the
-//! committed ranges from the metadata store, so nothing here needs to survive a restart.
+//! State lives while some request holds the session's slot, and for the [`KEEP_RECENT`] most
+//! recently used sessions after that; a new slot reloads the committed ranges from the
+//! metadata store, so nothing here needs to survive a restart. Keeping a slot is safe because
+//! in one process every commit of a session's ranges goes through its slot (`record`), and a
+//! session's ranges only ever grow until it is deleted.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::Notify;
@@ -17,9 +20,21 @@ use uuid::Uuid;
 
 use crate::range_set::{ByteRange, RangeSet};
 
+/// Sessions whose slots stay loaded after their last request, so that a client sending one
+/// segment at a time does not make every segment reload the committed ranges (a read
+/// transaction of four statements). A slot is a few hundred bytes.
+pub(crate) const KEEP_RECENT: usize = 64;
+
 #[derive(Default)]
 pub(crate) struct SessionCoordinator {
-    slots: Mutex<HashMap<Uuid, Weak<Slot>>>,
+    slots: Mutex<Slots>,
+}
+
+#[derive(Default)]
+struct Slots {
+    by_id: HashMap<Uuid, Weak<Slot>>,
+    /// The most recently used first, at most [`KEEP_RECENT`].
+    recent: VecDeque<(Uuid, Arc<Slot>)>,
 }
 
 #[derive(Default)]
@@ -51,18 +66,37 @@ pub(crate) struct Claim {
 }
 
 impl SessionCoordinator {
-    /// The slot of a session, shared by every request in flight for it.
+    /// The slot of a session, shared by every request in flight for it (and kept a while
+    /// after, see [`KEEP_RECENT`]).
     pub(crate) fn slot(&self, session: Uuid) -> Arc<Slot> {
-        let mut slots = self.slots.lock().expect("coordinator lock poisoned");
-        if let Some(slot) = slots.get(&session).and_then(Weak::upgrade) {
-            return slot;
+        let mut slots = self.lock();
+        let slot = match slots.by_id.get(&session).and_then(Weak::upgrade) {
+            Some(slot) => slot,
+            None => {
+                if slots.by_id.len() >= 1024 {
+                    slots.by_id.retain(|_, w| w.strong_count() > 0);
+                }
+                let slot = Arc::new(Slot::default());
+                slots.by_id.insert(session, Arc::downgrade(&slot));
+                slot
+            }
+        };
+        if let Some(at) = slots.recent.iter().position(|(id, _)| *id == session) {
+            slots.recent.remove(at);
         }
-        if slots.len() >= 1024 {
-            slots.retain(|_, w| w.strong_count() > 0);
-        }
-        let slot = Arc::new(Slot::default());
-        slots.insert(session, Arc::downgrade(&slot));
+        slots.recent.push_front((session, Arc::clone(&slot)));
+        slots.recent.truncate(KEEP_RECENT);
         slot
+    }
+
+    /// Stops keeping a session's slot (it completed or is gone); requests still holding it
+    /// keep it until they end.
+    pub(crate) fn forget(&self, session: Uuid) {
+        self.lock().recent.retain(|(id, _)| *id != session);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
+        self.slots.lock().expect("coordinator lock poisoned")
     }
 }
 
@@ -173,13 +207,37 @@ mod tests {
     }
 
     #[test]
-    fn slots_are_shared_while_held_and_forgotten_after() {
+    fn slots_are_shared_while_held_and_kept_for_the_recent_sessions() {
         let c = SessionCoordinator::default();
         let id = Uuid::new_v4();
         let s1 = c.slot(id);
         s1.load(RangeSet::from_ranges([r(0, 0)]));
-        assert!(c.slot(id).is_loaded());
+        assert!(Arc::ptr_eq(&s1, &c.slot(id)), "one slot per session");
         drop(s1);
+        // Released, but among the recent sessions: still loaded.
+        assert!(c.slot(id).is_loaded());
+        // Using it again made it the most recent: it outlives KEEP_RECENT - 1 others...
+        for _ in 0..KEEP_RECENT - 1 {
+            c.slot(Uuid::new_v4());
+        }
+        assert!(c.slot(id).is_loaded());
+        // ...but not KEEP_RECENT others.
+        for _ in 0..KEEP_RECENT {
+            c.slot(Uuid::new_v4());
+        }
+        assert!(!c.slot(id).is_loaded());
+    }
+
+    #[test]
+    fn a_forgotten_slot_lives_only_while_held() {
+        let c = SessionCoordinator::default();
+        let id = Uuid::new_v4();
+        let held = c.slot(id);
+        held.load(RangeSet::from_ranges([r(0, 0)]));
+        c.forget(id);
+        assert!(c.slot(id).is_loaded(), "a request still holds it");
+        c.forget(id);
+        drop(held);
         assert!(!c.slot(id).is_loaded());
     }
 }

@@ -430,6 +430,7 @@ impl PrintService {
         match outcome {
             CommitOutcome::SessionGone => {
                 drop(claim);
+                self.sessions.forget(session.id);
                 self.after_session_gone(session.id).await
             }
             CommitOutcome::Committed(received) => {
@@ -451,6 +452,8 @@ impl PrintService {
                     slot.record(range);
                 }
                 drop(claim);
+                // Later requests are replays, judged without the slot.
+                self.sessions.forget(session.id);
                 tracing::info!(session = %session.id, job = session.job_id, size = session.size, "upload completed");
                 Ok(SegmentOutcome::Completed(completion.document))
             }
