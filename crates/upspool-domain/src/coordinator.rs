@@ -111,6 +111,16 @@ impl Slot {
         self.lock().received.get_or_insert(received);
     }
 
+    /// Whether committing `range` would make the received bytes fall into more than `max`
+    /// separate ranges. Requests in flight are not counted, so a session can exceed `max` by
+    /// at most the number of its concurrent requests.
+    pub(crate) fn would_exceed(&self, range: ByteRange, max: usize) -> bool {
+        self.lock()
+            .received
+            .as_ref()
+            .is_some_and(|r| r.ranges().len() >= max && !r.touches(range))
+    }
+
     /// Records a committed range. Call while holding `commit`, before the claim is dropped.
     pub(crate) fn record(&self, range: ByteRange) {
         self.lock()
@@ -226,6 +236,22 @@ mod tests {
             c.slot(Uuid::new_v4());
         }
         assert!(!c.slot(id).is_loaded());
+    }
+
+    #[test]
+    fn only_a_range_that_joins_none_counts_against_the_limit() {
+        let c = SessionCoordinator::default();
+        let slot = c.slot(Uuid::new_v4());
+        assert!(
+            !slot.would_exceed(r(0, 0), 0),
+            "nothing loaded: nothing judged"
+        );
+        slot.load(RangeSet::from_ranges([r(0, 9), r(20, 29)]));
+        assert!(!slot.would_exceed(r(40, 49), 3), "a third range fits");
+        assert!(slot.would_exceed(r(40, 49), 2), "a third range does not");
+        assert!(!slot.would_exceed(r(30, 39), 2), "touches 20-29");
+        assert!(!slot.would_exceed(r(5, 15), 2), "overlaps 0-9");
+        assert!(!slot.would_exceed(r(10, 19), 1), "joins both");
     }
 
     #[test]

@@ -35,6 +35,13 @@ pub enum DomainError {
     /// One segment is larger than the configured maximum segment size.
     #[error("the segment of {len} bytes is larger than the maximum of {max} bytes per request")]
     MaxFragmentLengthExceeded { len: u64, max: u64 },
+    /// The segment would split the session's received bytes into more separate ranges than
+    /// the limit. Nothing was written.
+    #[error(
+        "the session's received bytes already fall into {max} separate ranges, the most allowed; \
+         send bytes that join or extend them (fill the gaps) first"
+    )]
+    TooManyRanges { max: u32 },
     /// The segment overlaps stored bytes with different content. Nothing was written.
     #[error("the uploaded fragment overlaps bytes already received with different content")]
     FragmentOverlap,

@@ -100,6 +100,16 @@ impl RangeSet {
         self.ranges.splice(lo..hi, std::iter::once(merged));
     }
 
+    /// Whether `r` overlaps or touches a range of the set, so inserting it adds no range.
+    pub fn touches(&self, r: ByteRange) -> bool {
+        let lo = self
+            .ranges
+            .partition_point(|x| x.end.saturating_add(1) < r.start);
+        self.ranges
+            .get(lo)
+            .is_some_and(|x| x.start <= r.end.saturating_add(1))
+    }
+
     /// Removes every byte of `r`.
     pub fn remove(&mut self, r: ByteRange) {
         let mut out = Vec::with_capacity(self.ranges.len() + 1);
@@ -294,6 +304,10 @@ mod tests {
             prop_assert_eq!(set.missing_within(probe), model_ranges(&outside));
             prop_assert_eq!(set.intersects(probe), !inside.is_empty());
             prop_assert_eq!(set.contains_range(probe), outside.is_empty());
+            // Touching means inserting adds no separate range.
+            let mut with = set.clone();
+            with.insert(probe);
+            prop_assert_eq!(set.touches(probe), with.ranges().len() <= set.ranges().len());
 
             let all: BTreeSet<u64> = (0..total).collect();
             let gaps: BTreeSet<u64> = all.difference(&model).copied().collect();

@@ -387,6 +387,10 @@ impl PrintService {
             }
         }
         let claim = slot.claim(range).await;
+        let max = self.limits.max_session_ranges;
+        if max > 0 && slot.would_exceed(range, max as usize) {
+            return Err(DomainError::TooManyRanges { max });
+        }
         let handle = self.blobs.open(&session.blob).await?;
         // Segments of more than one block get their space up front (a single block's write
         // finds a full disk just as early, without the extra call).

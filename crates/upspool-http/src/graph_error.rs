@@ -175,6 +175,9 @@ fn graph_error_of(e: &DomainError) -> GraphError {
             e.to_string(),
         )
         .inner("maxFragmentLengthExceeded"),
+        TooManyRanges { .. } => {
+            g(StatusCode::BAD_REQUEST, "invalidRequest", e.to_string()).inner("tooManyFragments")
+        }
         FragmentOverlap => g(
             StatusCode::RANGE_NOT_SATISFIABLE,
             "invalidRange",

@@ -300,6 +300,9 @@ pub struct LimitArgs {
     /// Largest body of one upload request [env: UPSPOOL_MAX_SEGMENT_SIZE] [default: 60MiB]
     #[arg(long, value_name = "SIZE")]
     pub max_segment_size: Option<String>,
+    /// Most separate ranges an upload session's received bytes may fall into, 0 for no bound [env: UPSPOOL_MAX_SESSION_RANGES] [default: 10000]
+    #[arg(long, value_name = "N")]
+    pub max_session_ranges: Option<String>,
     /// Sliding lifetime of an upload session [env: UPSPOOL_SESSION_TTL] [default: 24h]
     #[arg(long, value_name = "DURATION")]
     pub session_ttl: Option<String>,

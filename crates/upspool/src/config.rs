@@ -140,6 +140,7 @@ struct FileOidc {
 struct FileLimits {
     max_document_size: Option<SizeValue>,
     max_segment_size: Option<SizeValue>,
+    max_session_ranges: Option<u32>,
     session_ttl: Option<String>,
     session_hard_cap: Option<String>,
     replay_grace: Option<String>,
@@ -265,6 +266,12 @@ setting!(
     "limits.max_segment_size",
     "--max-segment-size",
     "UPSPOOL_MAX_SEGMENT_SIZE"
+);
+setting!(
+    MAX_SESSION_RANGES,
+    "limits.max_session_ranges",
+    "--max-session-ranges",
+    "UPSPOOL_MAX_SESSION_RANGES"
 );
 setting!(
     SESSION_TTL,
@@ -591,10 +598,27 @@ pub fn load(args: &ServeArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Co
             .get_or(s, flag.as_deref(), file, default, parse_duration)
             .map(|v| v.value)
     };
+    let count = |s: &Setting, flag: &Option<String>, file: Option<u32>, default: &str| {
+        layers
+            .get_or(
+                s,
+                flag.as_deref(),
+                file.map(|n| n.to_string()),
+                default,
+                parse_count,
+            )
+            .map(|v| v.value)
+    };
     let defaults = Limits::default();
     let limits = Limits {
         max_document_size: max_document_size.value,
         max_segment_size: max_segment_size.value,
+        max_session_ranges: count(
+            &MAX_SESSION_RANGES,
+            &l.max_session_ranges,
+            fl.max_session_ranges,
+            "10000",
+        )?,
         session_ttl: dur(&SESSION_TTL, &l.session_ttl, fl.session_ttl, "24h")?,
         session_hard_cap: dur(
             &SESSION_HARD_CAP,
@@ -636,17 +660,6 @@ pub fn load(args: &ServeArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Co
             parse_header_size,
         )?
         .value;
-    let count = |s: &Setting, flag: &Option<String>, file: Option<u32>, default: &str| {
-        layers
-            .get_or(
-                s,
-                flag.as_deref(),
-                file.map(|n| n.to_string()),
-                default,
-                parse_count,
-            )
-            .map(|v| v.value)
-    };
     let http_limits = HttpLimits {
         body_idle_timeout: dur(
             &BODY_IDLE_TIMEOUT,
@@ -1010,6 +1023,11 @@ mod tests {
         let d = Limits::default();
         assert_eq!(c.limits.max_document_size, d.max_document_size);
         assert_eq!(c.limits.max_segment_size, d.max_segment_size);
+        assert_eq!(c.limits.max_session_ranges, d.max_session_ranges);
+        assert_eq!(
+            d.max_session_ranges, 10_000,
+            "the default the README documents"
+        );
         assert_eq!(c.limits.session_ttl, d.session_ttl);
         assert_eq!(c.limits.session_hard_cap, d.session_hard_cap);
         assert_eq!(c.limits.replay_grace, d.replay_grace);
@@ -1019,7 +1037,7 @@ mod tests {
     #[test]
     fn flag_over_env_over_file() {
         let (_dir, path) = write_toml(
-            "listen = \"127.0.0.1:1\"\nlog_format = \"json\"\n[limits]\nmax_segment_size = 1024\nsession_ttl = \"1h\"\n",
+            "listen = \"127.0.0.1:1\"\nlog_format = \"json\"\n[limits]\nmax_segment_size = 1024\nsession_ttl = \"1h\"\nmax_session_ranges = 7\n",
         );
         let mut args = ServeArgs::default();
         args.common.config = Some(path.clone());
@@ -1032,15 +1050,24 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.limits.max_segment_size, 1024);
         assert_eq!(c.limits.session_ttl, Duration::from_secs(7200));
+        assert_eq!(c.limits.max_session_ranges, 7);
+        let env = env_of(&[
+            ("UPSPOOL_LISTEN", "127.0.0.1:2"),
+            ("UPSPOOL_SESSION_TTL", "2h"),
+            ("UPSPOOL_MAX_SESSION_RANGES", "0"),
+        ]);
+        assert_eq!(load(&args, &env).unwrap().limits.max_session_ranges, 0);
 
         args.listen = Some("127.0.0.1:3".into());
         args.limits = LimitArgs {
             session_ttl: Some("3h".into()),
+            max_session_ranges: Some("9".into()),
             ..LimitArgs::default()
         };
         let c = load(&args, &env).unwrap();
         assert_eq!(c.listen.port(), 3);
         assert_eq!(c.limits.session_ttl, Duration::from_secs(3 * 3600));
+        assert_eq!(c.limits.max_session_ranges, 9);
     }
 
     #[test]

@@ -357,6 +357,55 @@ async fn limits_are_enforced_with_graph_errors() {
     assert_eq!(ranges(&api.status(&url).await), vec!["1024-4095"]);
 }
 
+/// Received bytes may fall into at most `--max-session-ranges` separate ranges: a segment that
+/// would start one more is refused before its body is read, with nothing recorded, while a
+/// segment that joins or extends received ranges is always taken, so the gaps can be filled.
+#[tokio::test]
+async fn a_session_holds_at_most_max_session_ranges_separate_ranges() {
+    let server = dev_server(&["--max-session-ranges", "3"]);
+    let api = Api::new(server.base_url());
+    let (job, url) = api.ready_upload(5000).await;
+    let data = random_bytes(5000, 9);
+    let put = |a: usize, b: usize| api.put(&url, a as u64, 5000, &data[a..b]);
+
+    for (a, b) in [(0, 100), (1000, 1100), (2000, 2100)] {
+        Api::expect(put(a, b).await, StatusCode::ACCEPTED).await;
+    }
+    let gaps = vec!["100-999", "1100-1999", "2100-4999"];
+    assert_eq!(ranges(&api.status(&url).await), gaps);
+
+    // A fourth separate range: refused, nothing recorded.
+    let body = assert_graph_error(
+        put(3000, 3100).await,
+        StatusCode::BAD_REQUEST,
+        "invalidRequest",
+        Some("tooManyFragments"),
+    )
+    .await;
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains('3'),
+        "the message names the limit: {body}"
+    );
+    assert_eq!(ranges(&api.status(&url).await), gaps);
+
+    // Extending a range (and touching it exactly) is always taken.
+    Api::expect(put(2100, 2200).await, StatusCode::ACCEPTED).await;
+    // Joining two ranges frees one, so a new separate range fits again.
+    Api::expect(put(100, 1000).await, StatusCode::ACCEPTED).await;
+    Api::expect(put(3000, 3100).await, StatusCode::ACCEPTED).await;
+    assert_eq!(
+        ranges(&api.status(&url).await),
+        vec!["1100-1999", "2200-2999", "3100-4999"]
+    );
+
+    for (a, b) in [(1100, 2000), (2200, 3000)] {
+        Api::expect(put(a, b).await, StatusCode::ACCEPTED).await;
+    }
+    Api::expect(put(3100, 5000).await, StatusCode::CREATED).await;
+    let (_, bytes) = api.download(&job).await;
+    assert_eq!(bytes, data);
+}
+
 #[tokio::test]
 async fn create_upload_session_validates_its_properties() {
     let server = dev_server(&[]);
