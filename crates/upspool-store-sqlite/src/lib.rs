@@ -83,8 +83,12 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
+        // No ping before each use (sqlx's default): a SQLite connection is a file and a
+        // thread in this process, it cannot drop like a network one, and the ping is one
+        // more round trip to that thread on every query and transaction.
         let write = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await
             .map_err(map_err)?;
@@ -94,6 +98,7 @@ impl SqliteStore {
             .map_err(map_migrate_err)?;
         let read = SqlitePoolOptions::new()
             .max_connections(READ_CONNECTIONS)
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(map_err)?;
