@@ -175,16 +175,10 @@ async fn commit_segment_in(
         // Nothing was changed.
         return Ok(CommitOutcome::SessionGone);
     };
-    record_range(conn, &session, range).await?;
     // Completion is decided here, on the rows as this transaction sees them, so that commits
     // of one session need not be serialised by the caller: whichever commit covers the last
     // missing byte completes the session, in whatever order concurrent commits are applied.
-    let rows = sqlx::query("SELECT start, end_incl FROM session_ranges WHERE session_id = ?")
-        .bind(&session)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(map_err)?;
-    let received = RangeSet::from_ranges(codec::all(&rows, codec::range)?);
+    let received = record_range(conn, &session, range).await?;
     let Some(c) = completion.filter(|_| received.covers(u64::try_from(size).unwrap_or(u64::MAX)))
     else {
         return Ok(CommitOutcome::Committed(received));
@@ -243,19 +237,29 @@ async fn commit_segment_in(
     Ok(CommitOutcome::Completed)
 }
 
-/// Adds `range` to the session's rows, merged with every row it overlaps or touches.
+/// Records `range` as received, merged with every range it overlaps or touches (so the rows
+/// stay disjoint and never adjacent, one per gap-separated run), and returns all of the
+/// session's ranges after it. One round trip to SQLite's thread for three statements: the
+/// merged row is inserted (computed from the rows it absorbs), those rows are deleted (the
+/// same condition, minus the row just inserted), and the session's rows are read back.
 async fn record_range(
     conn: &mut SqliteConnection,
     session: &str,
     range: ByteRange,
-) -> Result<(), StoreError> {
+) -> Result<RangeSet, StoreError> {
     let (start, end) = (to_i64(range.start, "offset")?, to_i64(range.end, "offset")?);
-    // Rows touching [start, end]: they end at start - 1 or later and begin at end + 1 or
-    // earlier (`end` is below i64::MAX, being a byte offset inside a stored size).
-    let touched = sqlx::query(
-        "DELETE FROM session_ranges
-          WHERE session_id = ? AND end_incl >= ? - 1 AND start <= ? + 1
-          RETURNING start, end_incl",
+    // Rows touching [start, end] end at start - 1 or later and begin at end + 1 or earlier
+    // (`end` is below i64::MAX, being a byte offset inside a stored size). The aggregate
+    // yields one row even when none touch (MIN/MAX are then NULL).
+    let rows = sqlx::query(
+        "INSERT INTO session_ranges (session_id, start, end_incl)
+           SELECT ?1, min(coalesce(min(start), ?2), ?2), max(coalesce(max(end_incl), ?3), ?3)
+             FROM session_ranges
+            WHERE session_id = ?1 AND end_incl >= ?2 - 1 AND start <= ?3 + 1;
+         DELETE FROM session_ranges
+          WHERE session_id = ?1 AND end_incl >= ?2 - 1 AND start <= ?3 + 1
+            AND rowid <> last_insert_rowid();
+         SELECT start, end_incl FROM session_ranges WHERE session_id = ?1;",
     )
     .bind(session)
     .bind(start)
@@ -263,19 +267,7 @@ async fn record_range(
     .fetch_all(&mut *conn)
     .await
     .map_err(map_err)?;
-    let merged = codec::all(&touched, codec::range)?
-        .into_iter()
-        .fold(range, |m, r| {
-            ByteRange::new(m.start.min(r.start), m.end.max(r.end)).unwrap_or(m)
-        });
-    sqlx::query("INSERT INTO session_ranges (session_id, start, end_incl) VALUES (?, ?, ?)")
-        .bind(session)
-        .bind(to_i64(merged.start, "offset")?)
-        .bind(to_i64(merged.end, "offset")?)
-        .execute(&mut *conn)
-        .await
-        .map_err(map_err)?;
-    Ok(())
+    Ok(RangeSet::from_ranges(codec::all(&rows, codec::range)?))
 }
 
 pub(crate) async fn delete_upload_session(

@@ -712,17 +712,24 @@ async fn committed_ranges_are_stored_merged() {
         (60, 69),
         (45, 62),
         (999, 999),
+        // Inside a stored range, equal to one, touching one's end.
+        (22, 25),
+        (0, 29),
+        (70, 70),
     ] {
-        assert!(matches!(
-            store
-                .commit_segment(s.id, r(a, b), at(200), None)
-                .await
-                .unwrap(),
-            CommitOutcome::Committed(_)
-        ));
+        let CommitOutcome::Committed(received) = store
+            .commit_segment(s.id, r(a, b), at(200), None)
+            .await
+            .unwrap()
+        else {
+            panic!("{a}-{b} did not commit");
+        };
+        // The answer is the stored state right after this commit.
+        let (_, stored) = store.get_upload_session(s.id).await.unwrap().unwrap();
+        assert_eq!(received, stored, "after {a}-{b}");
     }
     let (_, ranges) = store.get_upload_session(s.id).await.unwrap().unwrap();
-    assert_eq!(ranges.ranges(), &[r(0, 29), r(40, 69), r(999, 999)]);
+    assert_eq!(ranges.ranges(), &[r(0, 29), r(40, 70), r(999, 999)]);
 
     let raw = sqlx::SqlitePool::connect_with(
         sqlx::sqlite::SqliteConnectOptions::new().filename(dir.path().join("meta.db")),
@@ -736,7 +743,7 @@ async fn committed_ranges_are_stored_merged() {
     .fetch_all(&raw)
     .await
     .unwrap();
-    assert_eq!(rows, vec![(0, 29), (40, 69), (999, 999)]);
+    assert_eq!(rows, vec![(0, 29), (40, 70), (999, 999)]);
 }
 
 #[tokio::test]
