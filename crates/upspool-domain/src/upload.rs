@@ -198,9 +198,12 @@ impl PrintService {
             }
         };
         for old in replaced {
+            self.sessions.forget(old.id);
             tracing::info!(session = %old.id, by = %id, "upload session replaced");
             self.delete_blob_logged(&old.blob).await;
         }
+        // A new session has received nothing: its first segment need not read that back.
+        self.sessions.slot(id).load(RangeSet::new());
         tracing::info!(session = %id, job = job_id, size = session.size, "upload session created");
         let missing = RangeSet::new().complement(session.size);
         Ok(NewSession {
