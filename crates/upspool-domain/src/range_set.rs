@@ -81,14 +81,7 @@ impl RangeSet {
 
     /// Adds every byte of `r`, merging with neighbours it overlaps or touches.
     pub fn insert(&mut self, r: ByteRange) {
-        // First interval that could merge with r: its end + 1 >= r.start.
-        let lo = self
-            .ranges
-            .partition_point(|x| x.end.saturating_add(1) < r.start);
-        // One past the last interval that could merge: x.start <= r.end + 1.
-        let hi = self
-            .ranges
-            .partition_point(|x| x.start <= r.end.saturating_add(1));
+        let (lo, hi) = self.touched_by(r);
         if lo == hi {
             self.ranges.insert(lo, r);
             return;
@@ -102,12 +95,22 @@ impl RangeSet {
 
     /// Whether `r` overlaps or touches a range of the set, so inserting it adds no range.
     pub fn touches(&self, r: ByteRange) -> bool {
+        let (lo, hi) = self.touched_by(r);
+        lo != hi
+    }
+
+    /// The indices `lo..hi` of the ranges `r` overlaps or touches (empty: `lo == hi`, where
+    /// `r` would go).
+    fn touched_by(&self, r: ByteRange) -> (usize, usize) {
+        // First interval that could merge with r: its end + 1 >= r.start.
         let lo = self
             .ranges
             .partition_point(|x| x.end.saturating_add(1) < r.start);
-        self.ranges
-            .get(lo)
-            .is_some_and(|x| x.start <= r.end.saturating_add(1))
+        // One past the last interval that could merge: x.start <= r.end + 1.
+        let hi = self
+            .ranges
+            .partition_point(|x| x.start <= r.end.saturating_add(1));
+        (lo, hi)
     }
 
     /// Removes every byte of `r`.
