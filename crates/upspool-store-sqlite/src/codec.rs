@@ -4,8 +4,8 @@
 //! their wire names, the job configuration and status details as JSON text.
 
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Decode, Row, Sqlite, Type};
+use rusqlite::types::FromSql;
+use rusqlite::Row;
 use upspool_domain::configuration::PrintJobConfiguration;
 use upspool_domain::model::{
     BlobKey, Document, DownloadGrant, Job, JobState, JobStateDetail, JobStatus, Printer,
@@ -62,32 +62,29 @@ pub(crate) fn configuration_json(c: &PrintJobConfiguration) -> Result<String, St
     serde_json::to_string(c).map_err(|e| StoreError::Internal(e.to_string()))
 }
 
-fn get<'r, T>(row: &'r SqliteRow, col: &str) -> Result<T, StoreError>
-where
-    T: Decode<'r, Sqlite> + Type<Sqlite>,
-{
-    row.try_get(col).map_err(map_err)
+fn get<T: FromSql>(row: &Row, col: &str) -> Result<T, StoreError> {
+    row.get(col).map_err(map_err)
 }
 
-fn get_uuid(row: &SqliteRow, col: &str) -> Result<Uuid, StoreError> {
+fn get_uuid(row: &Row, col: &str) -> Result<Uuid, StoreError> {
     parse_uuid(&get::<String>(row, col)?)
 }
 
-fn get_ts(row: &SqliteRow, col: &str) -> Result<DateTime<Utc>, StoreError> {
+fn get_ts(row: &Row, col: &str) -> Result<DateTime<Utc>, StoreError> {
     Ok(from_ts(get(row, col)?))
 }
 
-fn get_opt_ts(row: &SqliteRow, col: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+fn get_opt_ts(row: &Row, col: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
     Ok(get::<Option<i64>>(row, col)?.map(from_ts))
 }
 
-fn get_u64(row: &SqliteRow, col: &str) -> Result<u64, StoreError> {
+fn get_u64(row: &Row, col: &str) -> Result<u64, StoreError> {
     to_u64(get(row, col)?, col)
 }
 
 pub(crate) const PRINTER_COLUMNS: &str = "id, display_name, manufacturer, model, created";
 
-pub(crate) fn printer(row: &SqliteRow) -> Result<Printer, StoreError> {
+pub(crate) fn printer(row: &Row) -> Result<Printer, StoreError> {
     Ok(Printer {
         id: get_uuid(row, "id")?,
         display_name: get(row, "display_name")?,
@@ -99,7 +96,7 @@ pub(crate) fn printer(row: &SqliteRow) -> Result<Printer, StoreError> {
 
 pub(crate) const SHARE_COLUMNS: &str = "id, display_name, printer_id, allow_all_users, created";
 
-pub(crate) fn share(row: &SqliteRow) -> Result<Share, StoreError> {
+pub(crate) fn share(row: &Row) -> Result<Share, StoreError> {
     Ok(Share {
         id: get_uuid(row, "id")?,
         display_name: get(row, "display_name")?,
@@ -113,7 +110,7 @@ pub(crate) const JOB_COLUMNS: &str = "id, printer_id, share_id, created, created
      created_by_name, created_by_upn, state, details, is_acquired, configuration, display_name, \
      is_fetchable, error_code, acknowledged, completed";
 
-pub(crate) fn job(row: &SqliteRow) -> Result<Job, StoreError> {
+pub(crate) fn job(row: &Row) -> Result<Job, StoreError> {
     let state: String = get(row, "state")?;
     let configuration: String = get(row, "configuration")?;
     Ok(Job {
@@ -148,7 +145,7 @@ pub(crate) fn job(row: &SqliteRow) -> Result<Job, StoreError> {
 pub(crate) const DOCUMENT_COLUMNS: &str =
     "id, job_id, display_name, content_type, size, uploaded, downloaded, blob";
 
-pub(crate) fn document(row: &SqliteRow) -> Result<Document, StoreError> {
+pub(crate) fn document(row: &Row) -> Result<Document, StoreError> {
     Ok(Document {
         id: get_uuid(row, "id")?,
         job_id: get(row, "job_id")?,
@@ -164,7 +161,7 @@ pub(crate) fn document(row: &SqliteRow) -> Result<Document, StoreError> {
 pub(crate) const SESSION_COLUMNS: &str = "id, document_id, job_id, document_name, content_type, \
      size, token_hash, blob, created, expires, state, completed_at, grace_until";
 
-pub(crate) fn session(row: &SqliteRow) -> Result<UploadSession, StoreError> {
+pub(crate) fn session(row: &Row) -> Result<UploadSession, StoreError> {
     let state: String = get(row, "state")?;
     let state = match state.as_str() {
         "active" => SessionState::Active,
@@ -204,14 +201,14 @@ pub(crate) fn session_state(
     })
 }
 
-pub(crate) fn range(row: &SqliteRow) -> Result<ByteRange, StoreError> {
+pub(crate) fn range(row: &Row) -> Result<ByteRange, StoreError> {
     let (start, end) = (get_u64(row, "start")?, get_u64(row, "end_incl")?);
     ByteRange::new(start, end).ok_or_else(|| corrupt(format_args!("range {start}-{end}")))
 }
 
 pub(crate) const GRANT_COLUMNS: &str = "id, document_id, token_hash, expires";
 
-pub(crate) fn grant(row: &SqliteRow) -> Result<DownloadGrant, StoreError> {
+pub(crate) fn grant(row: &Row) -> Result<DownloadGrant, StoreError> {
     Ok(DownloadGrant {
         id: get_uuid(row, "id")?,
         document_id: get_uuid(row, "document_id")?,
@@ -220,10 +217,42 @@ pub(crate) fn grant(row: &SqliteRow) -> Result<DownloadGrant, StoreError> {
     })
 }
 
-/// Decodes every row with `f`, stopping at the first error.
+/// Runs a prepared (cached) query and decodes every row with `f`, stopping at the first error.
 pub(crate) fn all<T>(
-    rows: &[SqliteRow],
-    f: fn(&SqliteRow) -> Result<T, StoreError>,
+    conn: &rusqlite::Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    f: fn(&Row) -> Result<T, StoreError>,
 ) -> Result<Vec<T>, StoreError> {
-    rows.iter().map(f).collect()
+    let mut stmt = conn.prepare_cached(sql).map_err(map_err)?;
+    let mut rows = stmt.query(params).map_err(map_err)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(map_err)? {
+        out.push(f(row)?);
+    }
+    Ok(out)
+}
+
+/// The first row of a query decoded with `f`, if there is one.
+pub(crate) fn first<T>(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    f: fn(&Row) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(map_err)?;
+    let mut rows = stmt.query(params).map_err(map_err)?;
+    rows.next().map_err(map_err)?.map(f).transpose()
+}
+
+/// Runs a prepared (cached) statement; returns the number of rows it changed.
+pub(crate) fn exec(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<usize, StoreError> {
+    conn.prepare_cached(sql)
+        .map_err(map_err)?
+        .execute(params)
+        .map_err(map_err)
 }

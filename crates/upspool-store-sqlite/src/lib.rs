@@ -3,33 +3,29 @@
 //! Durability: WAL with `synchronous = FULL`, so a commit has reached the disk when it
 //! returns (the upload engine acknowledges bytes right after `commit_segment`).
 //!
-//! Concurrency: every write goes through a pool of exactly one connection, so writers of this
-//! process queue fairly in the pool instead of spinning on SQLite's busy handler, and every
-//! read-modify-write runs in a `BEGIN IMMEDIATE` transaction (it takes the write lock up
-//! front, so it can never fail half-way on a lock upgrade, even against another process).
-//! The writes on the hot paths (segment commits, job creation and transitions, new upload
-//! sessions) go through [`group`], which commits concurrent ones together with one WAL sync.
-//! Reads use a separate pool of several connections and, thanks to WAL, never wait for
-//! writers.
+//! Concurrency: every write goes to one writer thread that owns the write connection
+//! ([`group`]), which runs concurrent writes in one `BEGIN IMMEDIATE` transaction and commits
+//! them together with one WAL sync. Reads run on a bounded set of other connections
+//! ([`conn::Readers`]) and, thanks to WAL, never wait for writers. Each call runs all its
+//! statements on the connection's thread in one go (rusqlite, not an async driver: see
+//! [`conn`] for why).
 
 mod codec;
+mod conn;
 mod documents;
 mod error;
 mod group;
 mod jobs;
+mod migrate;
 mod printers;
 mod sessions;
 mod share_access;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::{Sqlite, Transaction};
+use rusqlite::Connection;
 use upspool_domain::access::ShareAccess;
 use upspool_domain::model::{
     BlobKey, Document, DownloadGrant, Job, JobId, JobState, JobStatus, Printer, Share, ShareMember,
@@ -39,31 +35,53 @@ use upspool_domain::range_set::{ByteRange, RangeSet};
 use upspool_domain::store::{CommitOutcome, Completion, JobQuery, MetadataStore, StoreError};
 use uuid::Uuid;
 
-use crate::error::{map_err, map_migrate_err};
+use crate::conn::Readers;
+use crate::error::map_err;
 use crate::group::GroupCommit;
 
-/// How long a statement waits for another process's lock before answering `Unavailable`.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Concurrent readers; WAL lets them all run alongside the writer.
-const READ_CONNECTIONS: u32 = 8;
+const READ_CONNECTIONS: usize = 8;
 
-/// The two pools over one database file.
+/// The writer and the readers of one database file.
 pub(crate) struct Db {
-    read: SqlitePool,
-    /// One connection: in-process writers queue here.
-    write: SqlitePool,
-    /// Shares commits between concurrent writes on `write`.
+    readers: Readers,
     group: GroupCommit,
 }
 
 impl Db {
-    /// A transaction that holds the write lock from its first statement, for
-    /// read-modify-write sequences.
-    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
-        self.write
-            .begin_with("BEGIN IMMEDIATE")
+    /// Runs `read` on a read connection. Several statements that must agree open a
+    /// transaction inside it.
+    async fn read<T, F>(&self, read: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.readers.run(read).await
+    }
+
+    /// The first row of a query with one parameter (a lookup by key), decoded with `decode`.
+    async fn lookup<T, K>(
+        &self,
+        sql: String,
+        key: K,
+        decode: fn(&rusqlite::Row) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError>
+    where
+        T: Send + 'static,
+        K: rusqlite::ToSql + Send + 'static,
+    {
+        self.read(move |conn| codec::first(conn, &sql, [key], decode))
             .await
-            .map_err(map_err)
+    }
+
+    /// Runs `write` in a write transaction (possibly shared with concurrent writes) and
+    /// answers once it is committed; an `Err` from `write` leaves nothing of it behind.
+    async fn write<T, F>(&self, write: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.group.write(write).await
     }
 }
 
@@ -76,36 +94,21 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating it if missing) the database at `path` and brings its schema up to date.
     pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
-        // No ping before each use (sqlx's default): a SQLite connection is a file and a
-        // thread in this process, it cannot drop like a network one, and the ping is one
-        // more round trip to that thread on every query and transaction.
-        let write = SqlitePoolOptions::new()
-            .max_connections(1)
-            .test_before_acquire(false)
-            .connect_with(options.clone())
-            .await
-            .map_err(map_err)?;
-        sqlx::migrate!("./migrations")
-            .run(&write)
-            .await
-            .map_err(map_migrate_err)?;
-        let read = SqlitePoolOptions::new()
-            .max_connections(READ_CONNECTIONS)
-            .test_before_acquire(false)
-            .connect_with(options)
-            .await
-            .map_err(map_err)?;
+        let owned = path.to_owned();
+        let write = tokio::task::spawn_blocking(move || {
+            let mut conn = conn::open(&owned)?;
+            migrate::migrate(&mut conn)?;
+            Ok::<_, StoreError>(conn)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("opening the metadata store: {e}")))??;
+        let group = GroupCommit::start(write)?;
         tracing::debug!(path = %path.display(), "metadata store opened");
-        let group = GroupCommit::start(write.clone());
         Ok(SqliteStore {
-            db: Db { read, write, group },
+            db: Db {
+                readers: Readers::new(path, READ_CONNECTIONS),
+                group,
+            },
             path: path.to_owned(),
         })
     }
@@ -122,22 +125,21 @@ impl SqliteStore {
         &self.path
     }
 
-    /// Closes every connection, checkpointing the WAL into the main file. Optional: dropping
-    /// the store loses nothing committed, but closing first makes shutdown deterministic.
+    /// Closes every connection, checkpointing the WAL into the main file; later calls answer
+    /// `Unavailable`. Optional: dropping the store loses nothing committed, but closing first
+    /// makes shutdown deterministic.
     pub async fn close(&self) {
-        self.db.read.close().await;
-        self.db.write.close().await;
+        self.db.readers.close();
+        self.db.group.stop().await;
     }
 }
 
 #[async_trait]
 impl MetadataStore for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.db.read)
+        self.db
+            .read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(map_err))
             .await
-            .map(drop)
-            .map_err(map_err)
     }
 
     async fn insert_printer(&self, printer: &Printer) -> Result<(), StoreError> {
@@ -286,28 +288,32 @@ impl MetadataStore for SqliteStore {
 mod tests {
     use super::*;
 
-    /// The durability and concurrency settings are per connection: check both pools.
+    fn pragmas(conn: &Connection) -> Result<(String, i64, i64, i64), StoreError> {
+        let get = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, rusqlite::types::Value>(0));
+        let text = |v| match v {
+            rusqlite::types::Value::Text(t) => t,
+            other => format!("{other:?}"),
+        };
+        let int = |v| match v {
+            rusqlite::types::Value::Integer(n) => n,
+            _ => -1,
+        };
+        Ok((
+            text(get("PRAGMA journal_mode").map_err(map_err)?),
+            int(get("PRAGMA synchronous").map_err(map_err)?),
+            int(get("PRAGMA foreign_keys").map_err(map_err)?),
+            int(get("PRAGMA busy_timeout").map_err(map_err)?),
+        ))
+    }
+
+    /// The durability and concurrency settings are per connection: check the writer's and a
+    /// reader's.
     #[tokio::test]
     async fn every_connection_has_the_durability_settings() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("m.db")).await.unwrap();
-        for pool in [&store.db.read, &store.db.write] {
-            let pragma = |name: &'static str| async move {
-                sqlx::query_scalar::<_, String>(&format!(
-                    "SELECT CAST({name} AS TEXT) FROM pragma_{name}"
-                ))
-                .fetch_one(pool)
-                .await
-                .unwrap()
-            };
-            assert_eq!(pragma("journal_mode").await, "wal");
-            assert_eq!(pragma("synchronous").await, "2", "FULL");
-            assert_eq!(pragma("foreign_keys").await, "1");
-        }
-        let busy: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
-            .fetch_one(&store.db.write)
-            .await
-            .unwrap();
-        assert_eq!(busy, 5000);
+        let want = ("wal".to_string(), 2, 1, 5000);
+        assert_eq!(store.db.write(pragmas).await.unwrap(), want, "writer");
+        assert_eq!(store.db.read(pragmas).await.unwrap(), want, "reader");
     }
 }

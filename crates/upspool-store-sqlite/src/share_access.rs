@@ -1,30 +1,40 @@
 //! Share access lists: the users and groups allowed to print to a share.
 
 use chrono::Utc;
+use rusqlite::{params, OptionalExtension};
 use upspool_domain::access::ShareAccess;
 use upspool_domain::model::ShareMember;
 use upspool_domain::store::StoreError;
 use uuid::Uuid;
 
-use crate::codec::{id, ts};
+use crate::codec::{self, exec, id, ts};
 use crate::error::map_err;
 use crate::Db;
 
-fn parts(member: &ShareMember) -> (&'static str, &str) {
+fn parts(member: &ShareMember) -> (&'static str, String) {
     match member {
-        ShareMember::User(u) => ("user", u),
-        ShareMember::Group(g) => ("group", g),
+        ShareMember::User(u) => ("user", u.clone()),
+        ShareMember::Group(g) => ("group", g.clone()),
     }
 }
 
 pub(crate) async fn share_access(db: &Db, share: Uuid) -> Result<ShareAccess, StoreError> {
-    let rows: Vec<(String, String)> = sqlx::query_as(
-        "SELECT kind, member_id FROM share_members WHERE share_id = ? ORDER BY added, member_id",
-    )
-    .bind(id(share))
-    .fetch_all(&db.read)
-    .await
-    .map_err(map_err)?;
+    let share = id(share);
+    let rows = db
+        .read(move |conn| {
+            codec::all(
+                conn,
+                "SELECT kind, member_id FROM share_members WHERE share_id = ?
+                  ORDER BY added, member_id",
+                [share],
+                |row| {
+                    let kind: String = row.get(0).map_err(map_err)?;
+                    let member: String = row.get(1).map_err(map_err)?;
+                    Ok((kind, member))
+                },
+            )
+        })
+        .await?;
     let mut access = ShareAccess::default();
     for (kind, member) in rows {
         match kind.as_str() {
@@ -35,36 +45,33 @@ pub(crate) async fn share_access(db: &Db, share: Uuid) -> Result<ShareAccess, St
     Ok(access)
 }
 
-/// `INSERT ... SELECT` from the share, so a missing share inserts nothing; `OR IGNORE` makes
-/// a repeated add a no-op.
+/// A missing share inserts nothing (`false`); `OR IGNORE` makes a repeated add a no-op.
 pub(crate) async fn add_member(
     db: &Db,
     share: Uuid,
     member: &ShareMember,
 ) -> Result<bool, StoreError> {
     let (kind, member_id) = parts(member);
-    let mut tx = db.begin_write().await?;
-    let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM shares WHERE id = ?")
-        .bind(id(share))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(map_err)?;
-    if exists.is_none() {
-        return Ok(false);
-    }
-    sqlx::query(
-        "INSERT OR IGNORE INTO share_members (share_id, kind, member_id, added)
-         VALUES (?, ?, ?, ?)",
-    )
-    .bind(id(share))
-    .bind(kind)
-    .bind(member_id)
-    .bind(ts(Utc::now())?)
-    .execute(&mut *tx)
+    let (share, added) = (id(share), ts(Utc::now())?);
+    db.write(move |conn| {
+        let exists = conn
+            .prepare_cached("SELECT 1 FROM shares WHERE id = ?")
+            .map_err(map_err)?
+            .query_row([&share], |_| Ok(()))
+            .optional()
+            .map_err(map_err)?;
+        if exists.is_none() {
+            return Ok(false);
+        }
+        exec(
+            conn,
+            "INSERT OR IGNORE INTO share_members (share_id, kind, member_id, added)
+             VALUES (?, ?, ?, ?)",
+            params![share, kind, member_id, added],
+        )?;
+        Ok(true)
+    })
     .await
-    .map_err(map_err)?;
-    tx.commit().await.map_err(map_err)?;
-    Ok(true)
 }
 
 pub(crate) async fn remove_member(
@@ -73,14 +80,13 @@ pub(crate) async fn remove_member(
     member: &ShareMember,
 ) -> Result<bool, StoreError> {
     let (kind, member_id) = parts(member);
-    let deleted =
-        sqlx::query("DELETE FROM share_members WHERE share_id = ? AND kind = ? AND member_id = ?")
-            .bind(id(share))
-            .bind(kind)
-            .bind(member_id)
-            .execute(&db.write)
-            .await
-            .map_err(map_err)?
-            .rows_affected();
-    Ok(deleted > 0)
+    let share = id(share);
+    db.write(move |conn| {
+        Ok(exec(
+            conn,
+            "DELETE FROM share_members WHERE share_id = ? AND kind = ? AND member_id = ?",
+            params![share, kind, member_id],
+        )? > 0)
+    })
+    .await
 }

@@ -731,18 +731,15 @@ async fn committed_ranges_are_stored_merged() {
     let (_, ranges) = store.get_upload_session(s.id).await.unwrap().unwrap();
     assert_eq!(ranges.ranges(), &[r(0, 29), r(40, 70), r(999, 999)]);
 
-    let raw = sqlx::SqlitePool::connect_with(
-        sqlx::sqlite::SqliteConnectOptions::new().filename(dir.path().join("meta.db")),
-    )
-    .await
-    .unwrap();
-    let rows: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT start, end_incl FROM session_ranges WHERE session_id = ? ORDER BY start",
-    )
-    .bind(s.id.to_string())
-    .fetch_all(&raw)
-    .await
-    .unwrap();
+    let raw = rusqlite::Connection::open(dir.path().join("meta.db")).unwrap();
+    let mut stmt = raw
+        .prepare("SELECT start, end_incl FROM session_ranges WHERE session_id = ? ORDER BY start")
+        .unwrap();
+    let rows: Vec<(i64, i64)> = stmt
+        .query_map([s.id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(rows, vec![(0, 29), (40, 70), (999, 999)]);
 }
 
