@@ -347,6 +347,16 @@ pub async fn upload_and_download(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
         sum / count.max(1.0) * 1000.0,
         "ms",
     ));
+    // And the commit that follows it (the range recorded in the metadata store, WAL sync
+    // included); an older server without the metric just lacks the row.
+    if let Ok((sum, count)) = api.metric("upspool_upload_commit_seconds").await {
+        rows.push(Row::new(
+            1,
+            format!("  metadata commit per segment in the server, mean of {count}"),
+            sum / count.max(1.0) * 1000.0,
+            "ms",
+        ));
+    }
 
     let (job, session) = first.expect("one upload ran");
     let blob = blob_of(&server, &session);

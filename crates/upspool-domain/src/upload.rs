@@ -46,6 +46,9 @@ pub trait UploadObserver: Send + Sync {
     fn written(&self, bytes: u64, took: std::time::Duration);
     /// A segment's bytes were synced in `took`.
     fn synced(&self, took: std::time::Duration);
+    /// A segment's range was committed to the metadata store in `took` (waiting for a shared
+    /// group commit included): with `synced`, what an acknowledgement costs besides the body.
+    fn committed(&self, took: std::time::Duration);
 }
 
 /// `printDocumentUploadProperties`, already checked for JSON types by the HTTP layer.
@@ -430,10 +433,14 @@ impl PrintService {
         };
         // No per-session lock around the commit: the store decides completion inside the
         // transaction, so concurrent segments of one session can share a grouped commit.
+        let started = std::time::Instant::now();
         let outcome = self
             .meta
             .commit_segment(session.id, range, expires, Some(&completion))
             .await?;
+        if let Some(o) = observer {
+            o.committed(started.elapsed());
+        }
         match outcome {
             CommitOutcome::SessionGone => {
                 drop(claim);

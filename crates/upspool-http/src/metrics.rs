@@ -16,6 +16,7 @@ pub struct Metrics {
     pub segments_in_flight: IntGauge,
     pub write_seconds: Histogram,
     pub sync_seconds: Histogram,
+    pub commit_seconds: Histogram,
 }
 
 /// Latency buckets from 100 µs to 10 s: a sync on a fast SSD is well under a millisecond,
@@ -63,12 +64,21 @@ impl Metrics {
             .buckets(LATENCY_BUCKETS.to_vec()),
         )
         .expect("valid metric");
+        let commit_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "upload_commit_seconds",
+                "Time to record one segment's range in the metadata store, after its sync",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(bytes_received.clone()),
             Box::new(segments_in_flight.clone()),
             Box::new(write_seconds.clone()),
             Box::new(sync_seconds.clone()),
+            Box::new(commit_seconds.clone()),
         ] {
             registry.register(c).expect("metric registered once");
         }
@@ -79,6 +89,7 @@ impl Metrics {
             segments_in_flight,
             write_seconds,
             sync_seconds,
+            commit_seconds,
         }
     }
 
@@ -112,5 +123,9 @@ impl UploadObserver for Metrics {
 
     fn synced(&self, took: Duration) {
         self.sync_seconds.observe(took.as_secs_f64());
+    }
+
+    fn committed(&self, took: Duration) {
+        self.commit_seconds.observe(took.as_secs_f64());
     }
 }

@@ -791,6 +791,7 @@ async fn operations_endpoints_report_health_readiness_and_metrics() {
         "{text2}"
     );
     assert!(value("upspool_upload_sync_seconds_count") >= 1.0);
+    assert!(value("upspool_upload_commit_seconds_count") >= 1.0);
     assert!(text.contains("upspool_http_requests_total{method=\"PUT\",route=\"/uploadSessions/{session}\",status=\"201\"} 1"), "{text}");
 }
 
