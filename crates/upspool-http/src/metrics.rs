@@ -26,6 +26,12 @@ const LATENCY_BUCKETS: &[f64] = &[
     5.0, 10.0,
 ];
 
+/// A latency histogram with [`LATENCY_BUCKETS`].
+fn latency(name: &str, help: &str) -> Histogram {
+    Histogram::with_opts(HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()))
+        .expect("valid metric")
+}
+
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new_custom(Some("upspool".into()), None)
@@ -48,30 +54,18 @@ impl Metrics {
             "Upload segment requests being received right now",
         )
         .expect("valid metric");
-        let write_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "upload_write_seconds",
-                "Time to write one buffer of a segment to the byte store",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-        )
-        .expect("valid metric");
-        let sync_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "upload_sync_seconds",
-                "Time to make one segment's bytes durable before acknowledging it",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-        )
-        .expect("valid metric");
-        let commit_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "upload_commit_seconds",
-                "Time to record one segment's range in the metadata store, after its sync",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-        )
-        .expect("valid metric");
+        let write_seconds = latency(
+            "upload_write_seconds",
+            "Time to write one buffer of a segment to the byte store",
+        );
+        let sync_seconds = latency(
+            "upload_sync_seconds",
+            "Time to make one segment's bytes durable before acknowledging it",
+        );
+        let commit_seconds = latency(
+            "upload_commit_seconds",
+            "Time to record one segment's range in the metadata store, after its sync",
+        );
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(bytes_received.clone()),
