@@ -132,9 +132,10 @@ impl GroupCommit {
         self.queue
             .send(Message::Work(Box::new(Queued { work, reply })))
             .map_err(|_| StoreError::Unavailable("the metadata store is closed".into()))?;
-        answer.await.map_err(|_| {
-            StoreError::Internal("the metadata writer dropped a write unanswered".into())
-        })?
+        // Unanswered means the writer stopped before running it (the store is closing).
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the metadata store is closed".into()))?
     }
 
     /// Stops the writer after the work queued before this call, and waits until its
@@ -168,10 +169,22 @@ fn writer(conn: Connection, rx: mpsc::Receiver<Message>, commits: &AtomicU64) {
             break;
         }
     }
+    // Writes queued behind the stop are refused, not dropped unanswered; later stops are
+    // answered with the first, once the connection is closed.
+    let mut stops: Vec<_> = stop.into_iter().collect();
+    while let Ok(message) = rx.try_recv() {
+        match message {
+            Message::Work(work) => work.fail(StoreError::Unavailable(
+                "the metadata store is closed".into(),
+            )),
+            Message::Stop(done) => stops.push(done),
+        }
+    }
+    drop(rx);
     if let Err((_, e)) = conn.close() {
         tracing::warn!(error = %e, "closing the metadata write connection failed");
     }
-    if let Some(done) = stop {
+    for done in stops {
         let _ = done.send(());
     }
 }
@@ -399,6 +412,30 @@ mod tests {
         );
         assert_eq!(group.write(insert(31)).await.unwrap(), 31);
         assert_eq!(rows(&raw), vec![31]);
+    }
+
+    /// Writes queued behind a stop are answered `Unavailable`, like writes after it.
+    #[tokio::test]
+    async fn writes_queued_behind_a_stop_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (group, raw) = writer_on(&dir);
+        // The held write keeps the writer busy until the stop and the next write are queued.
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (first, (), behind, ()) = tokio::join!(
+            group.write(move |conn| {
+                held.recv().unwrap();
+                insert(50)(conn)
+            }),
+            group.stop(),
+            group.write(insert(51)),
+            async { release.send(()).unwrap() }
+        );
+        assert_eq!(first.unwrap(), 50);
+        assert!(
+            matches!(behind, Err(StoreError::Unavailable(_))),
+            "{behind:?}"
+        );
+        assert_eq!(rows(&raw), vec![50]);
     }
 
     /// After stop, the connection is closed and writes are refused, not lost silently.
