@@ -1,12 +1,11 @@
 //! Documents and their download grants.
 
 use chrono::{DateTime, Utc};
-use rusqlite::params;
 use upspool_domain::model::{BlobKey, Document, DownloadGrant, JobId};
 use upspool_domain::store::StoreError;
 use uuid::Uuid;
 
-use crate::codec::{self, exec, id, ts, DOCUMENT_COLUMNS, GRANT_COLUMNS};
+use crate::codec::{self, id, ts, DOCUMENT_COLUMNS, GRANT_COLUMNS};
 use crate::error::{corrupt, map_err};
 use crate::Db;
 
@@ -33,29 +32,21 @@ pub(crate) async fn mark_document_downloaded(
     document: Uuid,
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let (document, at) = (id(document), ts(at)?);
-    db.write(move |conn| {
-        exec(
-            conn,
-            "UPDATE documents SET downloaded = ? WHERE id = ? AND downloaded IS NULL",
-            params![at, document],
-        )
-        .map(drop)
-    })
+    db.execute(
+        "UPDATE documents SET downloaded = ? WHERE id = ? AND downloaded IS NULL",
+        (ts(at)?, id(document)),
+    )
     .await
+    .map(drop)
 }
 
 pub(crate) async fn clear_document_blob(db: &Db, document: Uuid) -> Result<(), StoreError> {
-    let document = id(document);
-    db.write(move |conn| {
-        exec(
-            conn,
-            "UPDATE documents SET blob = NULL WHERE id = ?",
-            [document],
-        )
-        .map(drop)
-    })
+    db.execute(
+        "UPDATE documents SET blob = NULL WHERE id = ?",
+        (id(document),),
+    )
     .await
+    .map(drop)
 }
 
 pub(crate) async fn blobs_of_ended_jobs(
@@ -83,22 +74,19 @@ pub(crate) async fn blobs_of_ended_jobs(
 }
 
 pub(crate) async fn insert_download_grant(db: &Db, g: &DownloadGrant) -> Result<(), StoreError> {
-    let (gid, document, hash, expires) = (
+    let row = (
         id(g.id),
         id(g.document_id),
         g.token_hash.clone(),
         ts(g.expires)?,
     );
-    db.write(move |conn| {
-        exec(
-            conn,
-            "INSERT INTO download_grants (id, document_id, token_hash, expires)
-             VALUES (?, ?, ?, ?)",
-            params![gid, document, hash, expires],
-        )
-        .map(drop)
-    })
+    db.execute(
+        "INSERT INTO download_grants (id, document_id, token_hash, expires)
+         VALUES (?, ?, ?, ?)",
+        row,
+    )
     .await
+    .map(drop)
 }
 
 pub(crate) async fn get_download_grant(
@@ -113,10 +101,8 @@ pub(crate) async fn delete_expired_download_grants(
     db: &Db,
     now: DateTime<Utc>,
 ) -> Result<u64, StoreError> {
-    let now = ts(now)?;
-    db.write(move |conn| {
-        let n = exec(conn, "DELETE FROM download_grants WHERE expires < ?", [now])?;
-        Ok(n as u64)
-    })
-    .await
+    let deleted = db
+        .execute("DELETE FROM download_grants WHERE expires < ?", (ts(now)?,))
+        .await?;
+    Ok(deleted as u64)
 }

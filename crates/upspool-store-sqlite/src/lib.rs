@@ -74,6 +74,14 @@ impl Db {
             .await
     }
 
+    /// One write statement (grouped like every write); returns the rows it changed.
+    async fn execute<P>(&self, sql: &'static str, params: P) -> Result<usize, StoreError>
+    where
+        P: rusqlite::Params + Send + 'static,
+    {
+        self.write(move |conn| codec::exec(conn, sql, params)).await
+    }
+
     /// Runs `write` in a write transaction (possibly shared with concurrent writes) and
     /// answers once it is committed; an `Err` from `write` leaves nothing of it behind.
     async fn write<T, F>(&self, write: F) -> Result<T, StoreError>

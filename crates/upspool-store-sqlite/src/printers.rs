@@ -1,6 +1,5 @@
 //! Printers and shares.
 
-use rusqlite::params;
 use upspool_domain::model::{BlobKey, Printer, Share};
 use upspool_domain::store::StoreError;
 use uuid::Uuid;
@@ -10,22 +9,20 @@ use crate::error::map_err;
 use crate::Db;
 
 pub(crate) async fn insert_printer(db: &Db, p: &Printer) -> Result<(), StoreError> {
-    let (pid, created) = (id(p.id), ts(p.created)?);
-    let (name, manufacturer, model) = (
+    let row = (
+        id(p.id),
         p.display_name.clone(),
         p.manufacturer.clone(),
         p.model.clone(),
+        ts(p.created)?,
     );
-    db.write(move |conn| {
-        exec(
-            conn,
-            "INSERT INTO printers (id, display_name, manufacturer, model, created)
-             VALUES (?, ?, ?, ?, ?)",
-            params![pid, name, manufacturer, model, created],
-        )
-        .map(drop)
-    })
+    db.execute(
+        "INSERT INTO printers (id, display_name, manufacturer, model, created)
+         VALUES (?, ?, ?, ?, ?)",
+        row,
+    )
     .await
+    .map(drop)
 }
 
 pub(crate) async fn get_printer(db: &Db, printer: Uuid) -> Result<Option<Printer>, StoreError> {
@@ -76,18 +73,20 @@ pub(crate) async fn delete_printer(
 }
 
 pub(crate) async fn insert_share(db: &Db, s: &Share) -> Result<(), StoreError> {
-    let (sid, printer, created) = (id(s.id), id(s.printer_id), ts(s.created)?);
-    let (name, all) = (s.display_name.clone(), s.allow_all_users);
-    db.write(move |conn| {
-        exec(
-            conn,
-            "INSERT INTO shares (id, display_name, printer_id, allow_all_users, created)
-             VALUES (?, ?, ?, ?, ?)",
-            params![sid, name, printer, all, created],
-        )
-        .map(drop)
-    })
+    let row = (
+        id(s.id),
+        s.display_name.clone(),
+        id(s.printer_id),
+        s.allow_all_users,
+        ts(s.created)?,
+    );
+    db.execute(
+        "INSERT INTO shares (id, display_name, printer_id, allow_all_users, created)
+         VALUES (?, ?, ?, ?, ?)",
+        row,
+    )
     .await
+    .map(drop)
 }
 
 pub(crate) async fn get_share(db: &Db, share: Uuid) -> Result<Option<Share>, StoreError> {
@@ -108,7 +107,8 @@ pub(crate) async fn list_shares(db: &Db) -> Result<Vec<Share>, StoreError> {
 }
 
 pub(crate) async fn delete_share(db: &Db, share: Uuid) -> Result<bool, StoreError> {
-    let share = id(share);
-    db.write(move |conn| Ok(exec(conn, "DELETE FROM shares WHERE id = ?", [share])? > 0))
-        .await
+    let deleted = db
+        .execute("DELETE FROM shares WHERE id = ?", (id(share),))
+        .await?;
+    Ok(deleted > 0)
 }

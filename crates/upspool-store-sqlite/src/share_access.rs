@@ -80,13 +80,11 @@ pub(crate) async fn remove_member(
     member: &ShareMember,
 ) -> Result<bool, StoreError> {
     let (kind, member_id) = parts(member);
-    let share = id(share);
-    db.write(move |conn| {
-        Ok(exec(
-            conn,
+    let deleted = db
+        .execute(
             "DELETE FROM share_members WHERE share_id = ? AND kind = ? AND member_id = ?",
-            params![share, kind, member_id],
-        )? > 0)
-    })
-    .await
+            (id(share), kind, member_id),
+        )
+        .await?;
+    Ok(deleted > 0)
 }
