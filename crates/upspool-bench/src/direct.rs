@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use memmap2::MmapMut;
 
 /// How item 1's direct writers put bytes into the file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,8 +22,8 @@ pub enum WriteMode {
     /// (`sync_file_range`), as upspool's byte store did before it wrote uncached.
     Writeback,
     /// As upspool's byte store writes now: each segment's space allocated first
-    /// (`fallocate`), then its pieces written with `O_DIRECT` from aligned memory, up to
-    /// [`UNCACHED_IN_FLIGHT`] at once.
+    /// (`fallocate`), then its pieces written with `O_DIRECT` from memory in huge pages
+    /// ([`aligned_copy`]), up to [`UNCACHED_IN_FLIGHT`] at once.
     Uncached,
 }
 
@@ -32,6 +33,9 @@ pub const UNCACHED_IN_FLIGHT: usize = 3;
 
 /// Direct I/O needs memory, offsets and lengths aligned to this.
 const PAGE: usize = 4096;
+
+/// A transparent huge page (x86-64, aarch64 with 4 KiB pages).
+const HUGE_PAGE: usize = 2 << 20;
 
 /// How item 1 writes a document, shared by the direct and the loopback baselines.
 #[derive(Clone, Copy, Debug)]
@@ -153,13 +157,19 @@ impl Segments {
     }
 }
 
-/// `data` copied into page-aligned memory (direct I/O reads the writer's memory itself).
-/// Returns the buffer and where the copy starts in it.
-pub fn aligned_copy(data: &[u8]) -> (Vec<u8>, usize) {
-    let mut buf = vec![0u8; data.len() + PAGE];
-    let start = buf.as_ptr().align_offset(PAGE);
+/// `data` copied into memory aligned to a huge page and advised to be backed by huge pages,
+/// as the byte store's blocks are (direct I/O reads the writer's memory itself, and a virtio
+/// disk pays per physically contiguous piece of it: BENCHMARKS.md, finding 22). Returns the
+/// mapping and where the copy starts in it.
+pub fn aligned_copy(data: &[u8]) -> anyhow::Result<(MmapMut, usize)> {
+    // Whole huge pages: the kernel backs only a whole, aligned 2 MiB range with one.
+    let huge = data.len().next_multiple_of(HUGE_PAGE);
+    let mut buf = MmapMut::map_anon(huge + HUGE_PAGE).context("map anonymous memory")?;
+    let start = buf.as_ptr().align_offset(HUGE_PAGE);
+    #[cfg(target_os = "linux")]
+    let _ = buf.advise_range(memmap2::Advice::HugePage, start, huge);
     buf[start..start + data.len()].copy_from_slice(data);
-    (buf, start)
+    Ok((buf, start))
 }
 
 /// The next segment's offset, shared by the writers of one run.
@@ -213,7 +223,7 @@ impl Scratch {
     pub fn write_segments(&self, plan: Segments, data: &[u8]) -> anyhow::Result<Duration> {
         let name = format!("segments-{}", plan.streams);
         let target = plan.open(self.create(&name, plan.size)?, &self.path(&name))?;
-        let (aligned, start) = aligned_copy(&data[..plan.segment]);
+        let (aligned, start) = aligned_copy(&data[..plan.segment])?;
         let data = &aligned[start..start + plan.segment];
         let cursor = plan.cursor();
         let started = Instant::now();
@@ -414,11 +424,12 @@ pub mod loopback {
     /// Like [`Scratch::write_segments`], but every segment first crosses a loopback TCP
     /// connection per stream: the sender writes a 16-byte header (offset, length) and the
     /// bytes; the receiver reads them in `plan.io`-sized pieces straight into aligned buffers
-    /// and hands each to [`UNCACHED_IN_FLIGHT`] writer threads while it reads the next (as
-    /// upspool's engine overlaps receiving and writing), then waits for the segment's writes,
-    /// `fdatasync`s and answers one byte, which the sender waits for before its next segment
-    /// (request, durable write, acknowledgement). One copy per byte on each side of the socket,
-    /// no HTTP, no metadata: the fastest a networked writer of this pattern gets here.
+    /// in huge pages ([`aligned_copy`]) and hands each to [`UNCACHED_IN_FLIGHT`] writer
+    /// threads while it reads the next (as upspool's engine overlaps receiving and writing),
+    /// then waits for the segment's writes, `fdatasync`s and answers one byte, which the
+    /// sender waits for before its next segment (request, durable write, acknowledgement).
+    /// One copy per byte on each side of the socket, no HTTP, no metadata: the fastest a
+    /// networked writer of this pattern gets here.
     pub fn write_segments(
         scratch: &Scratch,
         plan: Segments,
@@ -480,11 +491,11 @@ pub mod loopback {
     /// One stream's receiving end of [`write_segments`].
     fn receive(mut peer: TcpStream, plan: Segments, target: &Target) -> anyhow::Result<()> {
         // A piece being read plus the ones being written.
-        let (free_tx, free_rx) = mpsc::channel::<(Vec<u8>, usize)>();
+        let (free_tx, free_rx) = mpsc::channel::<(MmapMut, usize)>();
         for _ in 0..=UNCACHED_IN_FLIGHT {
-            free_tx.send(aligned_copy(&vec![0u8; plan.io]))?;
+            free_tx.send(aligned_copy(&vec![0u8; plan.io])?)?;
         }
-        let (work_tx, work_rx) = mpsc::channel::<((Vec<u8>, usize), usize, u64)>();
+        let (work_tx, work_rx) = mpsc::channel::<((MmapMut, usize), usize, u64)>();
         let work_rx = Mutex::new(work_rx);
         let (done_tx, done_rx) = mpsc::channel::<std::io::Result<()>>();
         std::thread::scope(|s| -> anyhow::Result<()> {

@@ -9,8 +9,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::Mutex;
-use upspool_domain::store::{BlobError, BlobHandle};
+use upspool_domain::store::{BlobError, BlobHandle, BlockBuffer};
 
+use crate::block_pool;
 use crate::direct::{self, DirectIo, PageSplit};
 use crate::error::{blocking, map_io};
 
@@ -175,6 +176,12 @@ impl BlobHandle for FsBlobHandle {
             .as_ref()
             .filter(|d| d.io.is_on())
             .map(|_| direct::PAGE)
+    }
+
+    /// Blocks from huge pages (see `block_pool`), for direct writes only: buffered writes
+    /// copy into the page cache, where the source memory's layout does not matter.
+    fn block_buffer(&self) -> Option<BlockBuffer> {
+        self.write_alignment().and_then(|_| block_pool::lend())
     }
 
     async fn read_at(&self, offset: u64, len: usize) -> Result<Bytes, BlobError> {

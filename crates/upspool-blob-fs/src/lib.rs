@@ -13,6 +13,7 @@
 //! acknowledged to a client before it is on disk. Concurrent creates and deletes share their
 //! directory syncs (see `dir_sync`), as concurrent segments of one blob share `fdatasync`s.
 
+mod block_pool;
 mod dir_sync;
 mod direct;
 mod error;

@@ -242,6 +242,13 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn delete(&self, key: &BlobKey) -> Result<(), BlobError>;
 }
 
+/// Memory a store lends the upload engine for one block (see
+/// [`BlobHandle::block_buffer`]); dropping it gives it back.
+pub type BlockBuffer = Box<dyn BlockMemory>;
+
+/// What [`BlockBuffer`] holds: writable bytes that can travel to another thread.
+pub trait BlockMemory: AsRef<[u8]> + AsMut<[u8]> + Send + Sync + 'static {}
+
 /// An open blob. Writes to disjoint ranges may run concurrently; the caller (the upload
 /// engine) guarantees that no two writes to the same byte run at once.
 #[async_trait]
@@ -275,6 +282,16 @@ pub trait BlobHandle: Send + Sync {
     /// memory, traded for the kernel's copy into the page cache. `None` (the default): blocks
     /// are written from the chunks they arrived in, uncopied.
     fn write_alignment(&self) -> Option<usize> {
+        None
+    }
+    /// Memory for one gathered block, lent by the store when it writes fastest from memory of
+    /// its own (the embedded store lends memory backed by huge pages: a direct write from it
+    /// reaches a virtio disk as one piece instead of one per 4 KiB page, BENCHMARKS.md finding
+    /// 22). At least [`IO_BUFFER`](crate::upload::IO_BUFFER) bytes, aligned to
+    /// [`write_alignment`](Self::write_alignment); it goes back to the store when the last
+    /// `Bytes` made from it is dropped. `None` (the default, and when the store has none to
+    /// spare): the engine allocates the block itself.
+    fn block_buffer(&self) -> Option<BlockBuffer> {
         None
     }
     /// Reads exactly `len` bytes at `offset` (bytes never written read as zeros).

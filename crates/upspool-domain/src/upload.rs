@@ -28,7 +28,7 @@ use crate::model::{
 use crate::principal::Principal;
 use crate::range_set::{ByteRange, RangeSet};
 use crate::service::{JobScope, PrintService};
-use crate::store::{BlobHandle, CommitOutcome, Completion};
+use crate::store::{BlobHandle, BlockBuffer, CommitOutcome, Completion};
 use crate::token;
 
 /// A request body as a stream of chunks. The HTTP layer adapts its body type to this; an
@@ -503,7 +503,7 @@ impl PrintService {
         segment: Segment<'_>,
     ) -> Result<SegmentOutcome> {
         let handle = self.blobs.open(&session.blob).await?;
-        let mut blocks = Blocks::new(segment.body, range, None);
+        let mut blocks = Blocks::new(segment.body, range, None, None);
         while let Some(block) = blocks.next().await? {
             let stored = handle.read_at(block.at, block.len).await?;
             if stored != block.contiguous(0, block.len) {
@@ -616,7 +616,7 @@ impl Block {
 /// body ends), so consecutive segments' blocks line up with the same page boundaries however
 /// the client cut them. The only memory a request holds is the block being cut (plus the
 /// chunk being cut) and the blocks being written (see `stream_segment`).
-struct Blocks {
+struct Blocks<'h> {
     body: BodyStream,
     parts: Vec<Bytes>,
     len: usize,
@@ -631,11 +631,75 @@ struct Blocks {
     align: Option<usize>,
     /// The block being gathered and where in it the block's bytes start (the padding that
     /// gives its first byte the store's alignment).
-    gathered: Option<(BytesMut, usize)>,
+    gathered: Option<(Gather, usize)>,
+    /// The store, asked to lend memory for each gathered block ([`BlobHandle::block_buffer`]).
+    lender: Option<&'h dyn BlobHandle>,
 }
 
-impl Blocks {
-    fn new(body: BodyStream, range: ByteRange, align: Option<usize>) -> Self {
+/// A block being gathered into one aligned buffer.
+enum Gather {
+    /// Memory the engine allocated.
+    Own(BytesMut),
+    /// Memory the store lent, and how much of it is filled (padding included).
+    Lent(BlockBuffer, usize),
+}
+
+/// A lent buffer as the owner of a `Bytes`, so that it returns to the store when the last
+/// slice of it is dropped (after its write).
+struct LentBytes(BlockBuffer);
+
+impl AsRef<[u8]> for LentBytes {
+    fn as_ref(&self) -> &[u8] {
+        (*self.0).as_ref()
+    }
+}
+
+impl Gather {
+    /// Memory for a block of `want` bytes that belongs at `at`, and the padding before its
+    /// first byte that gives it `align`: lent by the store when it has some to spare.
+    fn new(lender: Option<&dyn BlobHandle>, at: u64, want: usize, align: usize) -> (Gather, usize) {
+        let pad_for = |ptr: *const u8| (at as usize % align + align - ptr as usize % align) % align;
+        if let Some(mem) = lender.and_then(|h| h.block_buffer()) {
+            let buf: &[u8] = (*mem).as_ref();
+            let pad = pad_for(buf.as_ptr());
+            // A store's buffer too small for this block is not used (never expected).
+            if buf.len() >= pad + want {
+                return (Gather::Lent(mem, pad), pad);
+            }
+        }
+        // Room for the padding and a whole block, so the buffer never moves.
+        let mut buf = BytesMut::with_capacity(want + align);
+        let pad = pad_for(buf.as_ptr());
+        buf.resize(pad, 0);
+        (Gather::Own(buf), pad)
+    }
+
+    fn extend(&mut self, piece: &[u8]) {
+        match self {
+            Gather::Own(buf) => buf.extend_from_slice(piece),
+            Gather::Lent(mem, filled) => {
+                (**mem).as_mut()[*filled..*filled + piece.len()].copy_from_slice(piece);
+                *filled += piece.len();
+            }
+        }
+    }
+
+    /// The gathered bytes after the padding.
+    fn freeze(self, pad: usize) -> Bytes {
+        match self {
+            Gather::Own(buf) => buf.freeze().slice(pad..),
+            Gather::Lent(mem, filled) => Bytes::from_owner(LentBytes(mem)).slice(pad..filled),
+        }
+    }
+}
+
+impl<'h> Blocks<'h> {
+    fn new(
+        body: BodyStream,
+        range: ByteRange,
+        align: Option<usize>,
+        lender: Option<&'h dyn BlobHandle>,
+    ) -> Self {
         Blocks {
             body,
             parts: Vec::new(),
@@ -648,6 +712,7 @@ impl Blocks {
             // Alignment only helps for powers of two up to a block, which is what stores use.
             align: align.filter(|a| a.is_power_of_two() && *a > 1 && *a <= IO_BUFFER),
             gathered: None,
+            lender,
         }
     }
 
@@ -702,16 +767,11 @@ impl Blocks {
     /// asked for one, else kept as it arrived.
     fn add(&mut self, piece: Bytes) {
         if let Some(align) = self.align {
-            let (at, want) = (self.next_at, self.full_len());
-            let (buf, _) = self.gathered.get_or_insert_with(|| {
-                // Room for the padding and a whole block, so the buffer never moves.
-                let mut buf = BytesMut::with_capacity(want + align);
-                let misfit = buf.as_ptr() as usize % align;
-                let pad = (at as usize % align + align - misfit) % align;
-                buf.resize(pad, 0);
-                (buf, pad)
-            });
-            buf.extend_from_slice(&piece);
+            let (at, want, lender) = (self.next_at, self.full_len(), self.lender);
+            let (buf, _) = self
+                .gathered
+                .get_or_insert_with(|| Gather::new(lender, at, want, align));
+            buf.extend(&piece);
             return;
         }
         if self.parts.len() == MAX_PARTS {
@@ -723,7 +783,7 @@ impl Blocks {
     /// The block's bytes, ready to be written.
     fn take_parts(&mut self) -> Vec<Bytes> {
         match self.gathered.take() {
-            Some((buf, pad)) => vec![buf.freeze().slice(pad..)],
+            Some((buf, pad)) => vec![buf.freeze(pad)],
             None => std::mem::take(&mut self.parts),
         }
     }
@@ -763,7 +823,7 @@ async fn stream_segment(
     use futures_util::future::{select, Either};
     use futures_util::stream::FuturesUnordered;
 
-    let mut blocks = Blocks::new(body, range, handle.write_alignment());
+    let mut blocks = Blocks::new(body, range, handle.write_alignment(), Some(handle));
     let in_flight = match blocks.align {
         Some(_) => ALIGNED_WRITES_IN_FLIGHT,
         None => 1,
@@ -880,7 +940,7 @@ mod tests {
         let stream: BodyStream =
             futures_util::stream::iter(chunks.clone().into_iter().map(Ok)).boxed();
         let range = ByteRange::new(1000, 1000 + body.len() as u64 - 1).unwrap();
-        let mut blocks = Blocks::new(stream, range, None);
+        let mut blocks = Blocks::new(stream, range, None, None);
         let (mut next, mut seen) = (1000, Vec::new());
         while let Some(block) = blocks.next().await.unwrap() {
             assert_eq!(block.at, next);
@@ -910,7 +970,7 @@ mod tests {
         )
         .boxed();
         let range = ByteRange::new(0, body.len() as u64 - 1).unwrap();
-        let mut blocks = Blocks::new(stream, range, None);
+        let mut blocks = Blocks::new(stream, range, None, None);
         let mut seen = Vec::new();
         while let Some(block) = blocks.next().await.unwrap() {
             assert!(block.parts.len() <= MAX_PARTS);
@@ -939,7 +999,7 @@ mod tests {
         .boxed();
         let start = 4096 * 3 + 100;
         let range = ByteRange::new(start, start + body.len() as u64 - 1).unwrap();
-        let mut blocks = Blocks::new(stream, range, Some(4096));
+        let mut blocks = Blocks::new(stream, range, Some(4096), None);
         let (mut next, mut seen) = (start, Vec::new());
         while let Some(block) = blocks.next().await.unwrap() {
             assert_eq!(block.at, next);
@@ -955,6 +1015,99 @@ mod tests {
             seen.extend_from_slice(&block.parts[0]);
         }
         assert_eq!(seen, body);
+    }
+
+    /// Gathered blocks go into the memory a store lends while it has some to spare (each
+    /// aligned as for its own buffers), into the engine's own after that, and lent memory goes
+    /// back once its block is dropped.
+    #[tokio::test]
+    async fn gathered_blocks_use_the_memory_a_store_lends() {
+        use crate::store::BlobError;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Mutex;
+
+        struct Mem(Vec<u8>, Arc<AtomicUsize>);
+        impl AsRef<[u8]> for Mem {
+            fn as_ref(&self) -> &[u8] {
+                &self.0
+            }
+        }
+        impl AsMut<[u8]> for Mem {
+            fn as_mut(&mut self) -> &mut [u8] {
+                &mut self.0
+            }
+        }
+        impl crate::store::BlockMemory for Mem {}
+        impl Drop for Mem {
+            fn drop(&mut self) {
+                self.1.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        /// Lends two buffers (unaligned, with room for the padding), then none.
+        #[derive(Default)]
+        struct Lender {
+            lent: Mutex<Vec<std::ops::Range<usize>>>,
+            back: Arc<AtomicUsize>,
+        }
+        #[async_trait::async_trait]
+        impl BlobHandle for Lender {
+            async fn write_at(&self, _: u64, _: Bytes) -> std::result::Result<(), BlobError> {
+                unreachable!("blocks are only cut here")
+            }
+            async fn read_at(&self, _: u64, _: usize) -> std::result::Result<Bytes, BlobError> {
+                unreachable!("blocks are only cut here")
+            }
+            async fn sync(&self) -> std::result::Result<(), BlobError> {
+                unreachable!("blocks are only cut here")
+            }
+            fn block_buffer(&self) -> Option<BlockBuffer> {
+                let mut lent = self.lent.lock().unwrap();
+                if lent.len() == 2 {
+                    return None;
+                }
+                let mem = Mem(vec![0; IO_BUFFER + 4096], self.back.clone());
+                let at = mem.0.as_ptr() as usize;
+                lent.push(at..at + mem.0.len());
+                Some(Box::new(mem))
+            }
+        }
+
+        let body: Vec<u8> = (0..(3 * IO_BUFFER + 5000))
+            .map(|i| (i % 241) as u8)
+            .collect();
+        let stream: BodyStream = futures_util::stream::iter(
+            body.chunks(64 * 1024 + 7)
+                .map(|c| Ok(Bytes::copy_from_slice(c)))
+                .collect::<Vec<_>>(),
+        )
+        .boxed();
+        let start = 4096 * 5 + 300;
+        let range = ByteRange::new(start, start + body.len() as u64 - 1).unwrap();
+        let lender = Lender::default();
+        let mut blocks = Blocks::new(stream, range, Some(4096), Some(&lender));
+        let mut kept = Vec::new();
+        while let Some(block) = blocks.next().await.unwrap() {
+            assert_eq!(block.parts.len(), 1, "one gathered buffer");
+            assert_eq!(block.parts[0].as_ptr() as u64 % 4096, block.at % 4096);
+            kept.push(block);
+        }
+        let in_lent = |b: &Block| {
+            let at = b.parts[0].as_ptr() as usize;
+            let lent = lender.lent.lock().unwrap();
+            lent.iter()
+                .any(|r| r.contains(&at) && r.contains(&(at + b.len - 1)))
+        };
+        let lent: Vec<bool> = kept.iter().map(in_lent).collect();
+        assert_eq!(lent, [true, true, false, false]);
+        let seen: Vec<u8> = kept.iter().flat_map(|b| b.parts[0].to_vec()).collect();
+        assert_eq!(seen, body);
+        assert_eq!(
+            lender.back.load(Ordering::SeqCst),
+            0,
+            "kept while their blocks live"
+        );
+        drop(kept);
+        assert_eq!(lender.back.load(Ordering::SeqCst), 2, "both given back");
     }
 
     #[test]
