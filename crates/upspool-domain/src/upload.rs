@@ -922,6 +922,15 @@ async fn flush(handle: &dyn BlobHandle, block: &Block, claim: &Claim) -> Result<
 mod tests {
     use super::*;
 
+    /// `body` as a request body arriving in chunks of `size` bytes.
+    fn chunked(body: &[u8], size: usize) -> BodyStream {
+        let chunks: Vec<_> = body
+            .chunks(size)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        futures_util::stream::iter(chunks).boxed()
+    }
+
     /// Blocks cover the body exactly, in order, at most `IO_BUFFER` each, and keep the
     /// received chunks' memory: no byte is copied while fewer than `MAX_PARTS` chunks make a
     /// block.
@@ -964,12 +973,7 @@ mod tests {
     #[tokio::test]
     async fn tiny_chunks_are_gathered() {
         let body: Vec<u8> = (0..(300 * 1024)).map(|i| (i % 249) as u8).collect();
-        let stream: BodyStream = futures_util::stream::iter(
-            body.chunks(1000)
-                .map(|c| Ok(Bytes::copy_from_slice(c)))
-                .collect::<Vec<_>>(),
-        )
-        .boxed();
+        let stream: BodyStream = chunked(&body, 1000);
         let range = ByteRange::new(0, body.len() as u64 - 1).unwrap();
         let mut blocks = Blocks::new(stream, range, None, None);
         let mut seen = Vec::new();
@@ -992,12 +996,7 @@ mod tests {
         let body: Vec<u8> = (0..(3 * IO_BUFFER + 5000))
             .map(|i| (i % 247) as u8)
             .collect();
-        let stream: BodyStream = futures_util::stream::iter(
-            body.chunks(64 * 1024 + 3)
-                .map(|c| Ok(Bytes::copy_from_slice(c)))
-                .collect::<Vec<_>>(),
-        )
-        .boxed();
+        let stream: BodyStream = chunked(&body, 64 * 1024 + 3);
         let start = 4096 * 3 + 100;
         let range = ByteRange::new(start, start + body.len() as u64 - 1).unwrap();
         let mut blocks = Blocks::new(stream, range, Some(4096), None);
@@ -1076,12 +1075,7 @@ mod tests {
         let body: Vec<u8> = (0..(3 * IO_BUFFER + 5000))
             .map(|i| (i % 241) as u8)
             .collect();
-        let stream: BodyStream = futures_util::stream::iter(
-            body.chunks(64 * 1024 + 7)
-                .map(|c| Ok(Bytes::copy_from_slice(c)))
-                .collect::<Vec<_>>(),
-        )
-        .boxed();
+        let stream: BodyStream = chunked(&body, 64 * 1024 + 7);
         let start = 4096 * 5 + 300;
         let range = ByteRange::new(start, start + body.len() as u64 - 1).unwrap();
         let lender = Lender::default();
