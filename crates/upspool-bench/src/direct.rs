@@ -29,7 +29,7 @@ pub enum WriteMode {
 
 /// Pieces of one segment written at once in [`WriteMode::Uncached`], as upspool's engine
 /// keeps that many block writes of one request in flight.
-pub const UNCACHED_IN_FLIGHT: usize = 5;
+pub const UNCACHED_IN_FLIGHT: usize = 8;
 
 /// Direct I/O needs memory, offsets and lengths aligned to this.
 const PAGE: usize = 4096;

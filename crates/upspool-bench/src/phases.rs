@@ -152,6 +152,35 @@ const WRITERS: [Writer; 5] = [
 /// The direct contenders: the target row's limit is the fastest of them.
 const DIRECT: [usize; 3] = [0, 1, 2];
 
+/// The server's per-segment histograms (`/metrics`) that split a segment's time, and what each
+/// measures: streaming the body (waiting for it, or for the byte store), then the
+/// acknowledgement's two steps.
+const SEGMENT_PHASES: [(&str, &str); 4] = [
+    (
+        "upspool_upload_body_wait_seconds",
+        "waiting for the body (store had room)",
+    ),
+    (
+        "upspool_upload_store_wait_seconds",
+        "waiting for the byte store's writes",
+    ),
+    ("upspool_upload_sync_seconds", "fdatasync of the blob"),
+    (
+        "upspool_upload_commit_seconds",
+        "metadata commit (WAL sync included)",
+    ),
+];
+
+/// The (sum, count) of each of [`SEGMENT_PHASES`] so far; (0, 0) for one an older server
+/// (`--server-bin`) does not have.
+async fn segment_phases(api: &Api) -> anyhow::Result<Vec<(f64, f64)>> {
+    let mut out = Vec::with_capacity(SEGMENT_PHASES.len());
+    for (name, _) in SEGMENT_PHASES {
+        out.push(api.metric(name).await.unwrap_or((0.0, 0.0)));
+    }
+    Ok(out)
+}
+
 /// Items 1 and 5: upload throughput with 1 and 4 streams, then download of the first document.
 pub async fn upload_and_download(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
     let p = &b.plan;
@@ -177,6 +206,7 @@ pub async fn upload_and_download(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
         // The server's CPU time and context switches per upspool run: steadier than wall
         // time on this machine, and what its own overhead costs.
         let (mut server_cpu, mut switches) = (Vec::new(), Vec::new());
+        let phases_before = segment_phases(&api).await?;
         for round in 0..p.rounds {
             let mut line = format!("  {streams} stream(s), round {}:", round + 1);
             for k in 0..WRITERS.len() {
@@ -333,29 +363,26 @@ pub async fn upload_and_download(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
             switches[switches.len() / 2] as f64 / gib,
             "",
         ));
-    }
-
-    // How long the blob's fdatasync took per segment, as the server measured it: the part of
-    // an acknowledgement the early writeback shortens.
-    let (sum, count) = api.metric("upspool_upload_sync_seconds").await?;
-    rows.push(Row::new(
-        1,
-        format!(
-            "  fdatasync per {} MiB segment in the server, mean of {count}",
-            p.segment / MIB as usize
-        ),
-        sum / count.max(1.0) * 1000.0,
-        "ms",
-    ));
-    // And the commit that follows it (the range recorded in the metadata store, WAL sync
-    // included); an older server without the metric just lacks the row.
-    if let Ok((sum, count)) = api.metric("upspool_upload_commit_seconds").await {
-        rows.push(Row::new(
-            1,
-            format!("  metadata commit per segment in the server, mean of {count}"),
-            sum / count.max(1.0) * 1000.0,
-            "ms",
-        ));
+        // Where a segment's time went in the server, over this stream count's upspool runs.
+        let phases = segment_phases(&api).await?;
+        for (i, label) in SEGMENT_PHASES.iter().map(|(_, l)| l).enumerate() {
+            let (sum, count) = (
+                phases[i].0 - phases_before[i].0,
+                phases[i].1 - phases_before[i].1,
+            );
+            if count == 0.0 {
+                continue;
+            }
+            rows.push(Row::new(
+                1,
+                format!(
+                    "  per {} MiB segment in the server, mean of {count}: {label}",
+                    p.segment / MIB as usize
+                ),
+                sum / count * 1000.0,
+                "ms",
+            ));
+        }
     }
 
     let (job, session) = first.expect("one upload ran");

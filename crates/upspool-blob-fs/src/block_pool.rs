@@ -22,8 +22,8 @@ use upspool_domain::upload::IO_BUFFER;
 /// The size (and alignment) of an x86-64 or aarch64 (4 KiB-page) transparent huge page.
 const HUGE_PAGE: usize = 2 << 20;
 
-/// Most memory the pool holds: 128 blocks of 256 KiB, enough for 21 uploads streaming at
-/// once (each holds at most six blocks: five being written and one being gathered).
+/// Most memory the pool holds: 128 blocks of 256 KiB, enough for 14 uploads streaming at
+/// once (each holds at most nine blocks: eight being written and one being gathered).
 pub const POOL_MAX: usize = 32 << 20;
 
 /// Blocks to lend, and how much memory the pool has made so far.

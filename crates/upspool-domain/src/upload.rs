@@ -49,6 +49,20 @@ pub trait UploadObserver: Send + Sync {
     /// A segment's range was committed to the metadata store in `took` (waiting for a shared
     /// group commit included): with `synced`, what an acknowledgement costs besides the body.
     fn committed(&self, took: std::time::Duration);
+    /// A segment's body was streamed to the byte store, `waits` saying what the request
+    /// waited for meanwhile: the split that shows whether the socket or the disk bounds it.
+    fn streamed(&self, waits: StreamWaits);
+}
+
+/// Where one segment's streaming time went (see [`UploadObserver::streamed`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StreamWaits {
+    /// Waiting for the body while the store had room for another write: the client, the
+    /// socket or the request's own copying bounded it.
+    pub body: std::time::Duration,
+    /// Waiting for a write to finish with the most writes in flight, and for the last writes
+    /// after the body ended: the store bounded it.
+    pub store: std::time::Duration,
 }
 
 /// `printDocumentUploadProperties`, already checked for JSON types by the HTTP layer.
@@ -803,9 +817,10 @@ impl<'h> Blocks<'h> {
 /// in flight keep the disk busy while the next block is received. A buffered store's write
 /// returns once the page cache has the bytes, so one at a time keeps up with the socket (and
 /// its blocks pin received chunks). A request holds at most this many blocks plus the one
-/// being cut. Five rather than three since blocks come from huge pages (BENCHMARKS.md, ninth
-/// round): each write then costs the disk less, and deeper queues help one stream.
-const ALIGNED_WRITES_IN_FLIGHT: usize = 5;
+/// being cut. Eight: on a disk that flushes quickly the request's own receiving leaves gaps
+/// between a write finishing and the next starting, which a deeper queue hides (BENCHMARKS.md,
+/// tenth round); each more costs a block of memory per streaming request.
+const ALIGNED_WRITES_IN_FLIGHT: usize = 8;
 
 /// Streams the body: new bytes are written, bytes already committed are compared. Returns
 /// whether anything was written.
@@ -831,6 +846,7 @@ async fn stream_segment(
     };
     let mut writes = FuturesUnordered::new();
     let (mut wrote, mut failure, mut receiving) = (false, None, true);
+    let mut waits = StreamWaits::default();
     let mut finished = |done: Result<u64>, failure: &mut Option<DomainError>| match done {
         Ok(n) => wrote |= n > 0,
         Err(e) => {
@@ -839,6 +855,7 @@ async fn stream_segment(
     };
     loop {
         if receiving && failure.is_none() && writes.len() < in_flight {
+            let started = std::time::Instant::now();
             let received = {
                 let mut receive = std::pin::pin!(blocks.next());
                 loop {
@@ -857,6 +874,7 @@ async fn stream_segment(
                     }
                 }
             };
+            waits.body += started.elapsed();
             match received {
                 Some(Ok(Some(block))) => writes.push(write_block(handle, block, claim, observer)),
                 Some(Ok(None)) => receiving = false,
@@ -866,11 +884,17 @@ async fn stream_segment(
                 None => {}
             }
         } else {
-            match writes.next().await {
+            let started = std::time::Instant::now();
+            let done = writes.next().await;
+            waits.store += started.elapsed();
+            match done {
                 Some(done) => finished(done, &mut failure),
                 None => break,
             }
         }
+    }
+    if let Some(o) = observer {
+        o.streamed(waits);
     }
     if let Some(e) = failure {
         return Err(e);

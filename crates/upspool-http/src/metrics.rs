@@ -7,7 +7,7 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
 };
-use upspool_domain::upload::UploadObserver;
+use upspool_domain::upload::{StreamWaits, UploadObserver};
 
 pub struct Metrics {
     registry: Registry,
@@ -17,6 +17,8 @@ pub struct Metrics {
     pub write_seconds: Histogram,
     pub sync_seconds: Histogram,
     pub commit_seconds: Histogram,
+    pub body_wait_seconds: Histogram,
+    pub store_wait_seconds: Histogram,
 }
 
 /// Latency buckets from 100 µs to 10 s: a sync on a fast SSD is well under a millisecond,
@@ -66,6 +68,14 @@ impl Metrics {
             "upload_commit_seconds",
             "Time to record one segment's range in the metadata store, after its sync",
         );
+        let body_wait_seconds = latency(
+            "upload_body_wait_seconds",
+            "Per segment: time waiting for the request body while the byte store had room",
+        );
+        let store_wait_seconds = latency(
+            "upload_store_wait_seconds",
+            "Per segment: time waiting for the byte store's writes (most in flight, or the last)",
+        );
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(bytes_received.clone()),
@@ -73,6 +83,8 @@ impl Metrics {
             Box::new(write_seconds.clone()),
             Box::new(sync_seconds.clone()),
             Box::new(commit_seconds.clone()),
+            Box::new(body_wait_seconds.clone()),
+            Box::new(store_wait_seconds.clone()),
         ] {
             registry.register(c).expect("metric registered once");
         }
@@ -84,6 +96,8 @@ impl Metrics {
             write_seconds,
             sync_seconds,
             commit_seconds,
+            body_wait_seconds,
+            store_wait_seconds,
         }
     }
 
@@ -121,5 +135,10 @@ impl UploadObserver for Metrics {
 
     fn committed(&self, took: Duration) {
         self.commit_seconds.observe(took.as_secs_f64());
+    }
+
+    fn streamed(&self, waits: StreamWaits) {
+        self.body_wait_seconds.observe(waits.body.as_secs_f64());
+        self.store_wait_seconds.observe(waits.store.as_secs_f64());
     }
 }

@@ -794,6 +794,9 @@ async fn operations_endpoints_report_health_readiness_and_metrics() {
     );
     assert!(value("upspool_upload_sync_seconds_count") >= 1.0);
     assert!(value("upspool_upload_commit_seconds_count") >= 1.0);
+    // The streaming split is observed once per segment that streamed a body.
+    assert_eq!(value("upspool_upload_body_wait_seconds_count"), 1.0);
+    assert_eq!(value("upspool_upload_store_wait_seconds_count"), 1.0);
     assert!(text.contains("upspool_http_requests_total{method=\"PUT\",route=\"/uploadSessions/{session}\",status=\"201\"} 1"), "{text}");
 }
 
