@@ -52,6 +52,10 @@ pub trait UploadObserver: Send + Sync {
     /// A segment's body was streamed to the byte store, `waits` saying what the request
     /// waited for meanwhile: the split that shows whether the socket or the disk bounds it.
     fn streamed(&self, waits: StreamWaits);
+    /// A block was gathered for an aligned write, into memory the store lent (`lent`) or,
+    /// when it had none to spare, the engine's own: a rising count of the latter means the
+    /// store's pool is too small for the uploads streaming at once.
+    fn gathered(&self, lent: bool);
 }
 
 /// Where one segment's streaming time went (see [`UploadObserver::streamed`]).
@@ -648,6 +652,8 @@ struct Blocks<'h> {
     gathered: Option<(Gather, usize)>,
     /// The store, asked to lend memory for each gathered block ([`BlobHandle::block_buffer`]).
     lender: Option<&'h dyn BlobHandle>,
+    /// Told where each gathered block's memory came from.
+    observer: Option<&'h dyn UploadObserver>,
 }
 
 /// A block being gathered into one aligned buffer.
@@ -727,7 +733,13 @@ impl<'h> Blocks<'h> {
             align: align.filter(|a| a.is_power_of_two() && *a > 1 && *a <= IO_BUFFER),
             gathered: None,
             lender,
+            observer: None,
         }
+    }
+
+    fn observed_by(mut self, observer: Option<&'h dyn UploadObserver>) -> Self {
+        self.observer = observer;
+        self
     }
 
     /// The length of a full block starting at `next_at`: up to the next `IO_BUFFER` boundary.
@@ -781,10 +793,15 @@ impl<'h> Blocks<'h> {
     /// asked for one, else kept as it arrived.
     fn add(&mut self, piece: Bytes) {
         if let Some(align) = self.align {
-            let (at, want, lender) = (self.next_at, self.full_len(), self.lender);
-            let (buf, _) = self
-                .gathered
-                .get_or_insert_with(|| Gather::new(lender, at, want, align));
+            let (at, want, lender, observer) =
+                (self.next_at, self.full_len(), self.lender, self.observer);
+            let (buf, _) = self.gathered.get_or_insert_with(|| {
+                let gather = Gather::new(lender, at, want, align);
+                if let Some(o) = observer {
+                    o.gathered(matches!(gather.0, Gather::Lent(..)));
+                }
+                gather
+            });
             buf.extend(&piece);
             return;
         }
@@ -839,7 +856,8 @@ async fn stream_segment(
     use futures_util::future::{select, Either};
     use futures_util::stream::FuturesUnordered;
 
-    let mut blocks = Blocks::new(body, range, handle.write_alignment(), Some(handle));
+    let mut blocks =
+        Blocks::new(body, range, handle.write_alignment(), Some(handle)).observed_by(observer);
     let in_flight = match blocks.align {
         Some(_) => ALIGNED_WRITES_IN_FLIGHT,
         None => 1,
@@ -1102,8 +1120,23 @@ mod tests {
         let stream: BodyStream = chunked(&body, 64 * 1024 + 7);
         let start = 4096 * 5 + 300;
         let range = ByteRange::new(start, start + body.len() as u64 - 1).unwrap();
+        /// Counts where gathered blocks' memory came from.
+        #[derive(Default)]
+        struct Counts(AtomicUsize, AtomicUsize);
+        impl UploadObserver for Counts {
+            fn written(&self, _: u64, _: std::time::Duration) {}
+            fn synced(&self, _: std::time::Duration) {}
+            fn committed(&self, _: std::time::Duration) {}
+            fn streamed(&self, _: StreamWaits) {}
+            fn gathered(&self, lent: bool) {
+                let n = if lent { &self.0 } else { &self.1 };
+                n.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let counts = Counts::default();
         let lender = Lender::default();
-        let mut blocks = Blocks::new(stream, range, Some(4096), Some(&lender));
+        let mut blocks =
+            Blocks::new(stream, range, Some(4096), Some(&lender)).observed_by(Some(&counts));
         let mut kept = Vec::new();
         while let Some(block) = blocks.next().await.unwrap() {
             assert_eq!(block.parts.len(), 1, "one gathered buffer");
@@ -1118,6 +1151,11 @@ mod tests {
         };
         let lent: Vec<bool> = kept.iter().map(in_lent).collect();
         assert_eq!(lent, [true, true, false, false]);
+        let told = (
+            counts.0.load(Ordering::SeqCst),
+            counts.1.load(Ordering::SeqCst),
+        );
+        assert_eq!(told, (2, 2), "the observer hears of each block's memory");
         let seen: Vec<u8> = kept.iter().flat_map(|b| b.parts[0].to_vec()).collect();
         assert_eq!(seen, body);
         assert_eq!(

@@ -19,6 +19,7 @@ pub struct Metrics {
     pub commit_seconds: Histogram,
     pub body_wait_seconds: Histogram,
     pub store_wait_seconds: Histogram,
+    pub blocks_gathered: IntCounterVec,
 }
 
 /// Latency buckets from 100 µs to 10 s: a sync on a fast SSD is well under a millisecond,
@@ -76,6 +77,15 @@ impl Metrics {
             "upload_store_wait_seconds",
             "Per segment: time waiting for the byte store's writes (most in flight, or the last)",
         );
+        let blocks_gathered = IntCounterVec::new(
+            Opts::new(
+                "upload_blocks_gathered_total",
+                "Blocks gathered for direct writes, by where their memory came from: the byte \
+                 store's huge-page pool, or the heap when the pool had none to spare",
+            ),
+            &["memory"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(bytes_received.clone()),
@@ -85,6 +95,7 @@ impl Metrics {
             Box::new(commit_seconds.clone()),
             Box::new(body_wait_seconds.clone()),
             Box::new(store_wait_seconds.clone()),
+            Box::new(blocks_gathered.clone()),
         ] {
             registry.register(c).expect("metric registered once");
         }
@@ -98,6 +109,7 @@ impl Metrics {
             commit_seconds,
             body_wait_seconds,
             store_wait_seconds,
+            blocks_gathered,
         }
     }
 
@@ -140,5 +152,10 @@ impl UploadObserver for Metrics {
     fn streamed(&self, waits: StreamWaits) {
         self.body_wait_seconds.observe(waits.body.as_secs_f64());
         self.store_wait_seconds.observe(waits.store.as_secs_f64());
+    }
+
+    fn gathered(&self, lent: bool) {
+        let memory = if lent { "pool" } else { "heap" };
+        self.blocks_gathered.with_label_values(&[memory]).inc();
     }
 }

@@ -797,6 +797,15 @@ async fn operations_endpoints_report_health_readiness_and_metrics() {
     // The streaming split is observed once per segment that streamed a body.
     assert_eq!(value("upspool_upload_body_wait_seconds_count"), 1.0);
     assert_eq!(value("upspool_upload_store_wait_seconds_count"), 1.0);
+    // Its one block was gathered for a direct write, from the pool or the heap. (Needs a
+    // filesystem that takes O_DIRECT for the temporary directory, as ext4 and tmpfs do; on
+    // one that refuses it the store writes through the page cache and gathers nothing.)
+    let gathered: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("upspool_upload_blocks_gathered_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(gathered, 1.0, "{text}");
     assert!(text.contains("upspool_http_requests_total{method=\"PUT\",route=\"/uploadSessions/{session}\",status=\"201\"} 1"), "{text}");
 }
 
