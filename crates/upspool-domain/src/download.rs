@@ -30,9 +30,16 @@ impl PrintService {
         job: JobId,
         document: Uuid,
     ) -> Result<NewDownload> {
-        let (_, doc) = self
+        let (job, doc) = self
             .document_for(who, Operation::DownloadDocument, scope, job, document)
             .await?;
+        // The sweeper deletes these bytes a little later; a URL to them would fail mid-way.
+        if job.status.state.discards_content() {
+            return Err(DomainError::InvalidRequest(format!(
+                "The print job is {}; its document's content was discarded and cannot be downloaded.",
+                job.status.state
+            )));
+        }
         if doc.blob.is_none() {
             return Err(DomainError::InvalidRequest(
                 "The document has no content yet: its upload has not completed.".into(),
@@ -74,6 +81,11 @@ impl PrintService {
             .await?
             .filter(|d| d.blob.is_some())
             .ok_or(DomainError::NotFound("download"))?;
+        // A URL issued before its job was canceled or aborted opens nothing from then on.
+        let job = self.meta.get_job(doc.job_id).await?;
+        if job.is_none_or(|j| j.status.state.discards_content()) {
+            return Err(DomainError::NotFound("download"));
+        }
         if doc.downloaded.is_none() {
             self.meta
                 .mark_document_downloaded(doc.id, Utc::now())

@@ -81,6 +81,12 @@ impl JobState {
         )
     }
 
+    /// Canceled and aborted jobs: their documents' bytes are discarded (the sweeper deletes
+    /// them), so from the moment the job ends they are no longer downloaded.
+    pub fn discards_content(&self) -> bool {
+        matches!(self, JobState::Canceled | JobState::Aborted)
+    }
+
     /// The human-readable text Graph pairs with each state.
     pub fn description(&self) -> &'static str {
         match self {

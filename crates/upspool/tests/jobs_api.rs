@@ -414,26 +414,61 @@ async fn canceling_a_job_ends_its_upload_session_and_frees_its_bytes() {
             .status(),
         StatusCode::NO_CONTENT
     );
-    // The sweep deletes the file, then clears the document's reference to it: wait for that
-    // last step (until then `$value` still redirects), then check both.
+    // `$value` refuses at once; the sweep deletes the file a little later.
+    assert_graph_error(
+        api.get(&format!("{}/$value", job.document_path())).await,
+        StatusCode::BAD_REQUEST,
+        "invalidRequest",
+        None,
+    )
+    .await;
+    let blobs = server.data_dir().join("blobs");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let refused = loop {
-        let got = api.get(&format!("{}/$value", job.document_path())).await;
-        if got.status() != StatusCode::FOUND {
-            break got;
-        }
+    while std::fs::read_dir(&blobs).unwrap().count() > 0 {
         assert!(
             std::time::Instant::now() < deadline,
             "bytes of a canceled job were never swept"
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
-    assert_graph_error(refused, StatusCode::BAD_REQUEST, "invalidRequest", None).await;
+    }
+}
+
+/// Between a job's cancelation and the sweep that deletes its bytes, neither `$value` nor a
+/// download URL issued before the cancelation serves them (the sweep never runs here).
+#[tokio::test]
+async fn a_canceled_jobs_document_is_not_served_before_the_sweep() {
+    let server = Server::start(&["--insecure-dev-auth", "--sweep-interval", "1h"], &[]);
+    let api = Api::new(server.base_url());
+    let (job, url) = api.ready_upload(10).await;
+    Api::expect(api.put(&url, 0, 10, &[7u8; 10]).await, StatusCode::CREATED).await;
+    let (location, bytes) = api.download(&job).await;
+    assert_eq!(bytes, [7u8; 10]);
+    assert_eq!(
+        api.post(&format!("{}/cancel", job.job_path()), json!({}))
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_graph_error(
+        api.get(&format!("{}/$value", job.document_path())).await,
+        StatusCode::BAD_REQUEST,
+        "invalidRequest",
+        None,
+    )
+    .await;
+    assert_graph_error(
+        reqwest::get(&location).await.expect("download"),
+        StatusCode::NOT_FOUND,
+        "itemNotFound",
+        None,
+    )
+    .await;
+    // The bytes are still on disk (no sweep ran): only the refusal kept them from the caller.
     assert_eq!(
         std::fs::read_dir(server.data_dir().join("blobs"))
             .unwrap()
             .count(),
-        0
+        1
     );
 }
 
