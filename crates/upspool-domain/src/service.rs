@@ -360,16 +360,11 @@ impl PrintService {
         id: JobId,
     ) -> Result<Job> {
         let reach = access::authorize(who, op)?;
-        let (printer_id, _) = self.resolve(scope).await?;
-        match self.meta.get_job(id).await? {
-            Some(job) if job.printer_id == printer_id && access::can_see(who, reach, &job) => {
-                Ok(job)
-            }
-            _ => Err(DomainError::NotFound("print job")),
-        }
+        let job = self.meta.get_job(id).await?;
+        self.visible_job(who, reach, scope, job).await
     }
 
-    /// A document of a job the caller may subject to `op`.
+    /// A document of a job the caller may subject to `op`, read together with its job.
     pub(crate) async fn document_for(
         &self,
         who: &Principal,
@@ -378,10 +373,37 @@ impl PrintService {
         job: JobId,
         document: Uuid,
     ) -> Result<(Job, Document)> {
-        let job = self.job_for(who, op, scope, job).await?;
-        match self.meta.get_document(document).await? {
+        let reach = access::authorize(who, op)?;
+        let (job, document) = match self.meta.get_job_document(job, document).await? {
+            Some((job, document)) => (Some(job), document),
+            None => (None, None),
+        };
+        let job = self.visible_job(who, reach, scope, job).await?;
+        match document {
             Some(d) if d.job_id == job.id => Ok((job, d)),
             _ => Err(DomainError::NotFound("print document")),
+        }
+    }
+
+    /// `job` if the caller may see it through `scope`. A job of the scope's printer proves
+    /// the printer exists (deleting a printer deletes its jobs), so a printer scope costs no
+    /// read on this path; only a refusal reads the printer, to say which one is missing.
+    async fn visible_job(
+        &self,
+        who: &Principal,
+        reach: Reach,
+        scope: JobScope,
+        job: Option<Job>,
+    ) -> Result<Job> {
+        let printer_id = match scope {
+            JobScope::Printer(id) if job.as_ref().is_some_and(|j| j.printer_id == id) => id,
+            _ => self.resolve(scope).await?.0,
+        };
+        match job {
+            Some(job) if job.printer_id == printer_id && access::can_see(who, reach, &job) => {
+                Ok(job)
+            }
+            _ => Err(DomainError::NotFound("print job")),
         }
     }
 

@@ -154,6 +154,19 @@ pub trait MetadataStore: Send + Sync + 'static {
 
     async fn documents_of_job(&self, job: JobId) -> Result<Vec<Document>, StoreError>;
     async fn get_document(&self, id: Uuid) -> Result<Option<Document>, StoreError>;
+    /// A job and the document `document` if it exists (whichever job it belongs to), for
+    /// requests that name both. `None` when the job does not exist. A store that can read
+    /// both in one round trip overrides this.
+    async fn get_job_document(
+        &self,
+        job: JobId,
+        document: Uuid,
+    ) -> Result<Option<(Job, Option<Document>)>, StoreError> {
+        let Some(job) = self.get_job(job).await? else {
+            return Ok(None);
+        };
+        Ok(Some((job, self.get_document(document).await?)))
+    }
     /// Sets `downloaded` to `at` unless it is already set.
     async fn mark_document_downloaded(&self, id: Uuid, at: DateTime<Utc>)
         -> Result<(), StoreError>;

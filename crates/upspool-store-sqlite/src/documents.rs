@@ -1,11 +1,11 @@
 //! Documents and their download grants.
 
 use chrono::{DateTime, Utc};
-use upspool_domain::model::{BlobKey, Document, DownloadGrant, JobId};
+use upspool_domain::model::{BlobKey, Document, DownloadGrant, Job, JobId};
 use upspool_domain::store::StoreError;
 use uuid::Uuid;
 
-use crate::codec::{self, id, ts, DOCUMENT_COLUMNS, GRANT_COLUMNS};
+use crate::codec::{self, id, ts, DOCUMENT_COLUMNS, GRANT_COLUMNS, JOB_COLUMNS};
 use crate::error::{corrupt, map_err};
 use crate::Db;
 
@@ -24,6 +24,25 @@ pub(crate) async fn documents_of_job(db: &Db, job: JobId) -> Result<Vec<Document
 pub(crate) async fn get_document(db: &Db, document: Uuid) -> Result<Option<Document>, StoreError> {
     let sql = format!("SELECT {DOCUMENT_COLUMNS} FROM documents WHERE id = ?");
     db.lookup(sql, id(document), codec::document).await
+}
+
+/// A job and a document read on one trip to a reader connection (requests that name both
+/// would otherwise wait for two).
+pub(crate) async fn get_job_document(
+    db: &Db,
+    job: JobId,
+    document: Uuid,
+) -> Result<Option<(Job, Option<Document>)>, StoreError> {
+    db.read(move |conn| {
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?");
+        let Some(job) = codec::first(conn, &sql, [job], codec::job)? else {
+            return Ok(None);
+        };
+        let sql = format!("SELECT {DOCUMENT_COLUMNS} FROM documents WHERE id = ?");
+        let document = codec::first(conn, &sql, [id(document)], codec::document)?;
+        Ok(Some((job, document)))
+    })
+    .await
 }
 
 /// Keeps the first download time.

@@ -222,6 +222,13 @@ impl MetadataStore for SqliteStore {
     async fn get_document(&self, id: Uuid) -> Result<Option<Document>, StoreError> {
         documents::get_document(&self.db, id).await
     }
+    async fn get_job_document(
+        &self,
+        job: JobId,
+        document: Uuid,
+    ) -> Result<Option<(Job, Option<Document>)>, StoreError> {
+        documents::get_job_document(&self.db, job, document).await
+    }
     async fn mark_document_downloaded(
         &self,
         id: Uuid,

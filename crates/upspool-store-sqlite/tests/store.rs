@@ -256,6 +256,28 @@ async fn jobs_and_documents_round_trip() {
     assert_eq!(store.documents_of_job(j.id).await.unwrap(), vec![d.clone()]);
     assert_eq!(store.get_document(d.id).await.unwrap(), Some(d.clone()));
     assert_eq!(store.get_document(Uuid::new_v4()).await.unwrap(), None);
+    // Both in one read: the document whichever job it belongs to (the caller checks), and
+    // nothing at all without the job.
+    let (other, other_doc) = add_job(&store, p.id, at(6)).await;
+    assert_eq!(
+        store.get_job_document(j.id, d.id).await.unwrap(),
+        Some((j.clone(), Some(d.clone())))
+    );
+    assert_eq!(
+        store.get_job_document(other.id, d.id).await.unwrap(),
+        Some((other.clone(), Some(d.clone())))
+    );
+    assert_eq!(
+        store.get_job_document(j.id, Uuid::new_v4()).await.unwrap(),
+        Some((j.clone(), None))
+    );
+    assert_eq!(
+        store
+            .get_job_document(j.id + 1000, other_doc.id)
+            .await
+            .unwrap(),
+        None
+    );
 
     store.mark_document_downloaded(d.id, at(8)).await.unwrap();
     store.mark_document_downloaded(d.id, at(9)).await.unwrap();

@@ -579,34 +579,70 @@ async fn foreign_and_malformed_ids_are_not_found() {
     let server = dev_server();
     let api = Api::new(server.base_url());
     let (job, _) = api.ready_upload(10).await;
+    let (second, _) = api.ready_upload(10).await;
     let other = api.printer("Other").await;
-    for path in [
-        format!("/print/printers/{other}/jobs/{}", job.job),
-        format!(
-            "/print/printers/3f2b4c9e-1d6a-4e8b-9c0f-5a7d2e1b8c46/jobs/{}",
-            job.job
+    // Each answer names what is missing: the printer only when the printer itself is.
+    for (path, missing) in [
+        (
+            format!("/print/printers/{other}/jobs/{}", job.job),
+            "print job",
         ),
-        format!("/print/printers/not-a-guid/jobs/{}", job.job),
-        format!("/print/{}/jobs/99999999", job.scope),
-        format!("/print/{}/jobs/-1", job.scope),
-        format!("/print/{}/jobs/..%2f..%2f", job.scope),
-        format!(
-            "/print/{}/jobs/{}/documents/3f2b4c9e-1d6a-4e8b-9c0f-5a7d2e1b8c46",
-            job.scope, job.job
+        (
+            format!(
+                "/print/printers/3f2b4c9e-1d6a-4e8b-9c0f-5a7d2e1b8c46/jobs/{}",
+                job.job
+            ),
+            "printer",
         ),
-        format!(
-            "/print/printers/{other}/jobs/{}/documents/{}",
-            job.job, job.document
+        (
+            format!("/print/printers/not-a-guid/jobs/{}", job.job),
+            "printer",
         ),
-        "/print/nothing".to_string(),
+        (format!("/print/{}/jobs/99999999", job.scope), "print job"),
+        (format!("/print/{}/jobs/-1", job.scope), "print job"),
+        (format!("/print/{}/jobs/..%2f..%2f", job.scope), "print job"),
+        (
+            format!(
+                "/print/{}/jobs/{}/documents/3f2b4c9e-1d6a-4e8b-9c0f-5a7d2e1b8c46",
+                job.scope, job.job
+            ),
+            "print document",
+        ),
+        (
+            format!(
+                "/print/{}/jobs/{}/documents/{}",
+                job.scope, job.job, second.document
+            ),
+            "print document",
+        ),
+        (
+            format!(
+                "/print/printers/{other}/jobs/{}/documents/{}",
+                job.job, job.document
+            ),
+            "print job",
+        ),
+        (
+            format!(
+                "/print/printers/3f2b4c9e-1d6a-4e8b-9c0f-5a7d2e1b8c46/jobs/{}/documents/{}",
+                job.job, job.document
+            ),
+            "printer",
+        ),
+        ("/print/nothing".to_string(), ""),
     ] {
-        assert_graph_error(
+        let v = assert_graph_error(
             api.get(&path).await,
             StatusCode::NOT_FOUND,
             "itemNotFound",
             None,
         )
         .await;
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(&format!("{missing} ")),
+            "{path}: {message} should name the {missing}"
+        );
     }
 }
 
