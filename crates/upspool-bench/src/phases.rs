@@ -181,6 +181,25 @@ async fn segment_phases(api: &Api) -> Vec<(f64, f64)> {
     out
 }
 
+/// Rows of item `item` with the mean of each of [`SEGMENT_PHASES`] per segment between two
+/// readings (none for a phase the server does not report).
+fn phase_rows(item: u8, what: &str, before: &[(f64, f64)], after: &[(f64, f64)]) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for (i, label) in SEGMENT_PHASES.iter().map(|(_, l)| l).enumerate() {
+        let (sum, count) = (after[i].0 - before[i].0, after[i].1 - before[i].1);
+        if count == 0.0 {
+            continue;
+        }
+        rows.push(Row::new(
+            item,
+            format!("  per {what} in the server, mean of {count}: {label}"),
+            sum / count * 1000.0,
+            "ms",
+        ));
+    }
+    rows
+}
+
 /// Items 1 and 5: upload throughput with 1 and 4 streams, then download of the first document.
 pub async fn upload_and_download(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
     let p = &b.plan;
@@ -364,25 +383,9 @@ pub async fn upload_and_download(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
             "",
         ));
         // Where a segment's time went in the server, over this stream count's upspool runs.
+        let what = format!("{} MiB segment", p.segment / MIB as usize);
         let phases = segment_phases(&api).await;
-        for (i, label) in SEGMENT_PHASES.iter().map(|(_, l)| l).enumerate() {
-            let (sum, count) = (
-                phases[i].0 - phases_before[i].0,
-                phases[i].1 - phases_before[i].1,
-            );
-            if count == 0.0 {
-                continue;
-            }
-            rows.push(Row::new(
-                1,
-                format!(
-                    "  per {} MiB segment in the server, mean of {count}: {label}",
-                    p.segment / MIB as usize
-                ),
-                sum / count * 1000.0,
-                "ms",
-            ));
-        }
+        rows.extend(phase_rows(1, &what, &phases_before, &phases));
     }
 
     let (job, session) = first.expect("one upload ran");
@@ -637,6 +640,7 @@ pub async fn small_requests(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
     }
     let urls = Arc::new(urls);
     let data = b.data.slice(..seg);
+    let phases_before = segment_phases(&api).await;
     let (took, lat) = concurrently(&server.base, p.connections, |w, api| {
         let (urls, data) = (urls.clone(), data.clone());
         async move {
@@ -669,6 +673,15 @@ pub async fn small_requests(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
         Row::new(4, format!("{what}: p50"), lat.p50_ms(), "ms").limit(dlat.p50_ms()),
         Row::new(4, format!("{what}: p99"), lat.p99_ms(), "ms").limit(dlat.p99_ms()),
     ];
+    // Where a request's time went in the server (the rest of p50 is outside these phases:
+    // HTTP, the session lookup, the runtime's queues).
+    let phases = segment_phases(&api).await;
+    rows.extend(phase_rows(
+        4,
+        &format!("{} KiB segment", seg / 1024),
+        &phases_before,
+        &phases,
+    ));
 
     // createUploadSession on fresh jobs (made first, not timed), same concurrency.
     let per = p.sessions.div_ceil(p.connections);
