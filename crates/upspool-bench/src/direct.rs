@@ -23,8 +23,12 @@ pub enum WriteMode {
     Writeback,
     /// As upspool's byte store writes now: each segment's space allocated first
     /// (`fallocate`), then its pieces written with `O_DIRECT` from memory in huge pages
-    /// ([`aligned_copy`]), up to [`UNCACHED_IN_FLIGHT`] at once.
+    /// ([`aligned_copy`]), up to [`UNCACHED_IN_FLIGHT`] at once, each by a thread.
     Uncached,
+    /// The same writes queued on an `io_uring` by one thread instead (where the kernel has
+    /// none, the same as `Uncached`): not the byte store's pattern, but a faster direct way
+    /// to write on some machines (BENCHMARKS.md, finding 26), so part of the limit.
+    UncachedRing,
 }
 
 /// Pieces of one segment written at once in [`WriteMode::Uncached`], as upspool's engine
@@ -71,7 +75,7 @@ impl Segments {
     /// Opens `path` (already created) for this plan's mode.
     fn open(&self, file: File, path: &Path) -> anyhow::Result<Target> {
         let direct = match self.mode {
-            WriteMode::Uncached => Some(
+            WriteMode::Uncached | WriteMode::UncachedRing => Some(
                 OpenOptions::new()
                     .write(true)
                     .custom_flags(libc::O_DIRECT)
@@ -105,7 +109,7 @@ impl Segments {
     /// In [`WriteMode::Uncached`], allocates `len` bytes at `at` (keeping the file's size),
     /// as the byte store does before writing a segment of more than one piece.
     fn allocate(&self, t: &Target, at: u64, len: usize) -> std::io::Result<()> {
-        if self.mode != WriteMode::Uncached {
+        if !matches!(self.mode, WriteMode::Uncached | WriteMode::UncachedRing) {
             return Ok(());
         }
         // SAFETY: a syscall on an open descriptor; no memory is passed.
@@ -123,10 +127,95 @@ impl Segments {
         Ok(())
     }
 
+    /// Writes `data` at `at` in `io`-sized direct writes, [`UNCACHED_IN_FLIGHT`] at a time,
+    /// queued on an `io_uring` and reaped by this thread; a piece that is not whole pages is
+    /// written as [`Self::write_piece`] does. `false` (nothing written) where the kernel
+    /// offers no ring: the caller writes with threads instead.
+    fn write_through_ring(&self, t: &Target, data: &[u8], at: u64) -> std::io::Result<bool> {
+        use io_uring::{opcode, types, IoUring};
+        let Some(direct) = &t.direct else {
+            return Ok(false);
+        };
+        let Ok(mut ring) = IoUring::new(2 * UNCACHED_IN_FLIGHT as u32) else {
+            return Ok(false);
+        };
+        let pieces: Vec<(usize, usize)> = (0..data.len())
+            .step_by(self.io)
+            .map(|from| (from, (from + self.io).min(data.len())))
+            .collect();
+        let (mut next, mut in_flight, mut failed) = (0, 0, None);
+        while next < pieces.len() || in_flight > 0 {
+            while failed.is_none() && in_flight < UNCACHED_IN_FLIGHT && next < pieces.len() {
+                let (from, to) = pieces[next];
+                next += 1;
+                let piece = &data[from..to];
+                if !piece.len().is_multiple_of(PAGE) {
+                    if let Err(e) = self.write_piece(t, piece, at + from as u64) {
+                        failed.get_or_insert(e);
+                    }
+                    continue;
+                }
+                let entry = opcode::Write::new(
+                    types::Fd(direct.as_raw_fd()),
+                    piece.as_ptr(),
+                    piece.len() as u32,
+                )
+                .offset(at + from as u64)
+                .build()
+                .user_data(from as u64);
+                // SAFETY: `data` outlives the ring's use of it: every queued write is
+                // reaped below before this function returns, also after a failure.
+                unsafe { ring.submission().push(&entry) }
+                    .expect("the ring has room for every write in flight");
+                in_flight += 1;
+            }
+            if in_flight == 0 {
+                if failed.is_some() {
+                    break;
+                }
+                continue;
+            }
+            if let Err(e) = ring.submit_and_wait(1) {
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                // Nothing more can be reaped, and returning would let the caller free
+                // `data` while the kernel may still read it.
+                panic!("io_uring wait failed with writes in flight: {e}");
+            }
+            let done: Vec<(u64, i32)> = ring
+                .completion()
+                .map(|c| (c.user_data(), c.result()))
+                .collect();
+            for (from, result) in done {
+                in_flight -= 1;
+                if result < 0 {
+                    failed.get_or_insert(std::io::Error::from_raw_os_error(-result));
+                    continue;
+                }
+                let (from, to) = pieces[from as usize / self.io];
+                let written = result as usize;
+                if from + written < to {
+                    let rest = &data[from + written..to];
+                    if let Err(e) = self.write_piece(t, rest, at + (from + written) as u64) {
+                        failed.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(true),
+        }
+    }
+
     /// Writes one segment (`data` at `at`) in `io`-sized pieces and makes it durable.
     fn write_segment(&self, t: &Target, data: &[u8], at: u64) -> std::io::Result<()> {
-        if self.mode == WriteMode::Uncached {
+        if matches!(self.mode, WriteMode::Uncached | WriteMode::UncachedRing) {
             self.allocate(t, at, data.len())?;
+            if self.mode == WriteMode::UncachedRing && self.write_through_ring(t, data, at)? {
+                return t.file.sync_data();
+            }
             let next = AtomicU64::new(0);
             std::thread::scope(|s| {
                 let writers: Vec<_> = (0..UNCACHED_IN_FLIGHT)
@@ -636,6 +725,51 @@ pub mod loopback {
             std::fs::write(&path, vec![3u8; 3 * (512 << 10) + 17]).unwrap();
             let (n, _) = send_file(&path, 512 << 10).unwrap();
             assert_eq!(n, 3 * (512 << 10) + 17);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each direct writer puts every segment at its offset whole, including a last segment
+    /// and piece that are not whole pages (so a writer's speed is that of the real work).
+    #[test]
+    fn direct_writers_put_every_byte_at_its_offset() {
+        let data: Vec<u8> = (0..(1 << 20)).map(|i| (i * 13 % 253) as u8).collect();
+        let (aligned, start) = aligned_copy(&data).unwrap();
+        let data = &aligned[start..start + data.len()];
+        for mode in [
+            WriteMode::Buffered,
+            WriteMode::Writeback,
+            WriteMode::Uncached,
+            WriteMode::UncachedRing,
+        ] {
+            // Beside the crate, not in /tmp, which may be a tmpfs without O_DIRECT.
+            let scratch = Scratch::new(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
+            let plan = Segments {
+                size: 3 * (1 << 20) + 1000,
+                segment: 1 << 20,
+                streams: 1,
+                io: 256 << 10,
+                mode,
+            };
+            let target = plan
+                .open(scratch.create("w", plan.size).unwrap(), &scratch.path("w"))
+                .unwrap();
+            let cursor = plan.cursor();
+            while let Some((at, len)) = cursor.take() {
+                plan.write_segment(&target, &data[..len], at).unwrap();
+            }
+            let written = std::fs::read(scratch.path("w")).unwrap();
+            assert_eq!(written.len() as u64, plan.size);
+            for (i, segment) in written.chunks(plan.segment).enumerate() {
+                assert!(
+                    segment == &data[..segment.len()],
+                    "{mode:?}: segment {i} differs"
+                );
+            }
         }
     }
 }

@@ -135,22 +135,25 @@ enum Writer {
     DirectWriteback,
     /// Space allocated per segment, then `O_DIRECT` writes, as the byte store writes now.
     DirectUncached,
+    /// The same writes queued on an `io_uring` by one thread (not the store's pattern).
+    DirectUncachedRing,
     Upspool,
     /// Loopback TCP per stream, received in pieces that are written as `DirectUncached`
     /// writes them while the next arrive.
     Loopback,
 }
 
-const WRITERS: [Writer; 5] = [
+const WRITERS: [Writer; 6] = [
     Writer::Direct,
     Writer::DirectWriteback,
     Writer::DirectUncached,
+    Writer::DirectUncachedRing,
     Writer::Upspool,
     Writer::Loopback,
 ];
 
 /// The direct contenders: the target row's limit is the fastest of them.
-const DIRECT: [usize; 3] = [0, 1, 2];
+const DIRECT: [usize; 4] = [0, 1, 2, 3];
 
 /// The server's per-segment histograms (`/metrics`) that split a segment's time, and what each
 /// measures: streaming the body (waiting for it, or for the byte store), then the
@@ -233,10 +236,14 @@ pub async fn upload_and_download(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
                 let cpu = (server.cpu_time()?, own_cpu_time()?);
                 let switched = server.context_switches()?;
                 let t = match WRITERS[i] {
-                    Writer::Direct | Writer::DirectWriteback | Writer::DirectUncached => {
+                    Writer::Direct
+                    | Writer::DirectWriteback
+                    | Writer::DirectUncached
+                    | Writer::DirectUncachedRing => {
                         let mode = match WRITERS[i] {
                             Writer::Direct => WriteMode::Buffered,
                             Writer::DirectWriteback => WriteMode::Writeback,
+                            Writer::DirectUncachedRing => WriteMode::UncachedRing,
                             _ => WriteMode::Uncached,
                         };
                         let plan = Segments { mode, ..plan };
@@ -341,6 +348,7 @@ pub async fn upload_and_download(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
             "  beside buffered direct writes (plain)",
             "  beside buffered direct writes with early writeback",
             "  beside uncached direct writes (the byte store's pattern)",
+            "  beside uncached direct writes queued on io_uring (one thread)",
         ]
         .into_iter()
         .enumerate()
