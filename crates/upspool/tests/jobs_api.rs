@@ -392,29 +392,39 @@ async fn canceling_a_job_ends_its_upload_session_and_frees_its_bytes() {
         Some("uploadSessionNotFound"),
     )
     .await;
-    assert_eq!(
-        std::fs::read_dir(server.data_dir().join("blobs"))
-            .unwrap()
-            .count(),
-        0
-    );
+    assert_eq!(blob_files(&server), 0);
 
     // A completed document of a canceled job is removed by the sweeper.
     let (job, url) = api.ready_upload(10).await;
     Api::expect(api.put(&url, 0, 10, &[1u8; 10]).await, StatusCode::CREATED).await;
-    assert_eq!(
-        std::fs::read_dir(server.data_dir().join("blobs"))
-            .unwrap()
-            .count(),
-        1
-    );
+    assert_eq!(blob_files(&server), 1);
+    // `$value` refuses at once; the sweep deletes the file a little later.
+    cancel_then_value_is_refused(&api, &job).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while blob_files(&server) > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bytes of a canceled job were never swept"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Files in the server's byte store.
+fn blob_files(server: &Server) -> usize {
+    std::fs::read_dir(server.data_dir().join("blobs"))
+        .unwrap()
+        .count()
+}
+
+/// Cancels `job` and checks that its document's `$value` is refused at once.
+async fn cancel_then_value_is_refused(api: &Api, job: &common::api::JobRef) {
     assert_eq!(
         api.post(&format!("{}/cancel", job.job_path()), json!({}))
             .await
             .status(),
         StatusCode::NO_CONTENT
     );
-    // `$value` refuses at once; the sweep deletes the file a little later.
     assert_graph_error(
         api.get(&format!("{}/$value", job.document_path())).await,
         StatusCode::BAD_REQUEST,
@@ -422,15 +432,6 @@ async fn canceling_a_job_ends_its_upload_session_and_frees_its_bytes() {
         None,
     )
     .await;
-    let blobs = server.data_dir().join("blobs");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while std::fs::read_dir(&blobs).unwrap().count() > 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "bytes of a canceled job were never swept"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
 }
 
 /// Between a job's cancelation and the sweep that deletes its bytes, neither `$value` nor a
@@ -443,19 +444,7 @@ async fn a_canceled_jobs_document_is_not_served_before_the_sweep() {
     Api::expect(api.put(&url, 0, 10, &[7u8; 10]).await, StatusCode::CREATED).await;
     let (location, bytes) = api.download(&job).await;
     assert_eq!(bytes, [7u8; 10]);
-    assert_eq!(
-        api.post(&format!("{}/cancel", job.job_path()), json!({}))
-            .await
-            .status(),
-        StatusCode::NO_CONTENT
-    );
-    assert_graph_error(
-        api.get(&format!("{}/$value", job.document_path())).await,
-        StatusCode::BAD_REQUEST,
-        "invalidRequest",
-        None,
-    )
-    .await;
+    cancel_then_value_is_refused(&api, &job).await;
     assert_graph_error(
         reqwest::get(&location).await.expect("download"),
         StatusCode::NOT_FOUND,
@@ -464,12 +453,7 @@ async fn a_canceled_jobs_document_is_not_served_before_the_sweep() {
     )
     .await;
     // The bytes are still on disk (no sweep ran): only the refusal kept them from the caller.
-    assert_eq!(
-        std::fs::read_dir(server.data_dir().join("blobs"))
-            .unwrap()
-            .count(),
-        1
-    );
+    assert_eq!(blob_files(&server), 1);
 }
 
 #[tokio::test]
