@@ -14,6 +14,7 @@
 //! Once every block is lent it lends nothing and the engine allocates its own, as it did
 //! before: memory stays bounded whatever the number of uploads.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use upspool_domain::store::{BlockBuffer, BlockMemory};
@@ -22,13 +23,14 @@ use upspool_domain::upload::IO_BUFFER;
 /// The size (and alignment) of an x86-64 or aarch64 (4 KiB-page) transparent huge page.
 const HUGE_PAGE: usize = 2 << 20;
 
-/// Most memory the pool holds: 128 blocks of 256 KiB, enough for 14 uploads streaming at
-/// once (each holds at most nine blocks: eight being written and one being gathered).
+/// Most memory the pool holds by default: 128 blocks of 256 KiB, enough for 14 uploads
+/// streaming at once (each holds at most nine blocks: eight being written and one being
+/// gathered). [`set_limit`] changes it.
 pub const POOL_MAX: usize = 32 << 20;
 
 /// Blocks to lend, and how much memory the pool has made so far.
 pub(crate) struct BlockPool {
-    max: usize,
+    max: AtomicUsize,
     state: Mutex<State>,
 }
 
@@ -45,10 +47,17 @@ pub(crate) fn lend() -> Option<BlockBuffer> {
     POOL.lend()
 }
 
+/// Sets the most memory the process's pool may hold, rounded down to whole huge pages (0: no
+/// pool, every block from the heap). Meant for startup: the pool never gives back memory it
+/// made, so a lower limit only stops it growing. Returns the limit in effect.
+pub fn set_limit(bytes: usize) -> usize {
+    POOL.set_max(bytes)
+}
+
 impl BlockPool {
     const fn new(max: usize) -> Self {
         BlockPool {
-            max,
+            max: AtomicUsize::new(max),
             state: Mutex::new(State {
                 free: Vec::new(),
                 made: 0,
@@ -59,7 +68,7 @@ impl BlockPool {
     /// A free block, making another huge page's worth when none is free and the pool may grow.
     pub(crate) fn lend(&'static self) -> Option<BlockBuffer> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if state.free.is_empty() && state.made + HUGE_PAGE <= self.max {
+        if state.free.is_empty() && state.made + HUGE_PAGE <= self.max.load(Ordering::Relaxed) {
             match huge_page() {
                 Some(page) => {
                     state.free.extend(page.chunks_exact_mut(IO_BUFFER));
@@ -70,6 +79,12 @@ impl BlockPool {
         }
         let mem = state.free.pop()?;
         Some(Box::new(Lent { mem, pool: self }))
+    }
+
+    fn set_max(&self, bytes: usize) -> usize {
+        let max = bytes / HUGE_PAGE * HUGE_PAGE;
+        self.max.store(max, Ordering::Relaxed);
+        max
     }
 
     fn give_back(&self, mem: &'static mut [u8]) {
@@ -202,6 +217,23 @@ mod tests {
             }
         }
         panic!("no mapping holds {addr:#x}");
+    }
+
+    /// A pool's limit is whole huge pages; lowered, it stops growing; at 0 it lends nothing.
+    #[test]
+    fn a_limit_bounds_what_the_pool_makes() {
+        let pool = pool(4 * HUGE_PAGE);
+        assert_eq!(pool.set_max(HUGE_PAGE + 5), HUGE_PAGE, "rounded down");
+        let blocks: Vec<BlockBuffer> = std::iter::from_fn(|| pool.lend()).collect();
+        assert_eq!(blocks.len(), HUGE_PAGE / IO_BUFFER);
+        let pool = pool_of_none();
+        assert!(pool.lend().is_none(), "a pool of 0 lends nothing");
+    }
+
+    fn pool_of_none() -> &'static BlockPool {
+        let pool = pool(HUGE_PAGE);
+        assert_eq!(pool.set_max(HUGE_PAGE - 1), 0);
+        pool
     }
 
     /// A pool lends at most its size; a block dropped is lent again.

@@ -39,6 +39,8 @@ use crate::error::{blocking, map_io};
 use crate::handle::{Direct, FsBlobHandle};
 use crate::quota::Quota;
 
+pub use block_pool::set_limit as set_block_pool_limit;
+
 /// Size of the chunks `read_stream` yields. Each chunk costs a trip to the blocking pool, a
 /// `pread` and a zeroing of its buffer; at 512 KiB the trips are few (2 048 per GiB) while the
 /// store's memory per download stays small: this plus [`READ_AHEAD`] chunks.

@@ -327,6 +327,9 @@ pub struct LimitArgs {
     /// Largest request head (request line and headers) [env: UPSPOOL_MAX_HEADER_SIZE] [default: 64KiB]
     #[arg(long, value_name = "SIZE")]
     pub max_header_size: Option<String>,
+    /// Memory kept for upload blocks in huge pages, whole 2 MiB pages; uploads past it use ordinary memory (slower direct writes), 0 for none [env: UPSPOOL_UPLOAD_BUFFER_POOL] [default: 32MiB]
+    #[arg(long, value_name = "SIZE")]
+    pub upload_buffer_pool: Option<String>,
     /// Longest pause inside an upload body [env: UPSPOOL_BODY_IDLE_TIMEOUT] [default: 60s]
     #[arg(long, value_name = "DURATION")]
     pub body_idle_timeout: Option<String>,

@@ -94,6 +94,8 @@ pub struct Config {
     pub storage_quota: Option<u64>,
     pub header_read_timeout: Duration,
     pub max_header_size: u64,
+    /// Most memory kept for upload blocks in huge pages (the byte store's block pool).
+    pub upload_buffer_pool: u64,
     /// Whether the byte store writes whole pages without the page cache (`O_DIRECT`).
     pub direct_io: bool,
 }
@@ -149,6 +151,7 @@ struct FileLimits {
     storage_quota: Option<SizeValue>,
     header_read_timeout: Option<String>,
     max_header_size: Option<SizeValue>,
+    upload_buffer_pool: Option<SizeValue>,
     body_idle_timeout: Option<String>,
     max_requests_per_session: Option<u32>,
     max_requests_per_caller: Option<u32>,
@@ -321,6 +324,12 @@ setting!(
     "limits.max_header_size",
     "--max-header-size",
     "UPSPOOL_MAX_HEADER_SIZE"
+);
+setting!(
+    UPLOAD_BUFFER_POOL,
+    "limits.upload_buffer_pool",
+    "--upload-buffer-pool",
+    "UPSPOOL_UPLOAD_BUFFER_POOL"
 );
 setting!(
     BODY_IDLE_TIMEOUT,
@@ -660,6 +669,15 @@ pub fn load(args: &ServeArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Co
             parse_header_size,
         )?
         .value;
+    let upload_buffer_pool = layers
+        .get_or(
+            &UPLOAD_BUFFER_POOL,
+            l.upload_buffer_pool.as_deref(),
+            size(fl.upload_buffer_pool),
+            "32MiB",
+            parse_buffer_pool,
+        )?
+        .value;
     let http_limits = HttpLimits {
         body_idle_timeout: dur(
             &BODY_IDLE_TIMEOUT,
@@ -697,6 +715,7 @@ pub fn load(args: &ServeArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Co
         storage_quota,
         header_read_timeout,
         max_header_size,
+        upload_buffer_pool,
         direct_io,
     })
 }
@@ -898,6 +917,18 @@ fn parse_count(s: &str) -> Result<u32, String> {
 }
 
 /// A header size that hyper accepts: at least [`MIN_HEADER_SIZE`], and fits in memory.
+/// The block pool's size: 0 (no pool) up to 4 GiB (a pool never gives memory back).
+fn parse_buffer_pool(s: &str) -> Result<u64, String> {
+    if s.trim() == "0" {
+        return Ok(0);
+    }
+    let n = parse_size(s)?;
+    if n > 4 << 30 {
+        return Err("must be at most 4GiB".into());
+    }
+    Ok(n)
+}
+
 fn parse_header_size(s: &str) -> Result<u64, String> {
     let n = parse_size(s)?;
     if !(MIN_HEADER_SIZE..=(64 << 20)).contains(&n) {
@@ -1107,6 +1138,16 @@ mod tests {
         let e = load(&args, &env).unwrap_err().0;
         assert!(e.contains("max_header_size") && e.contains("8KiB"), "{e}");
         args.limits.max_header_size = None;
+        assert_eq!(c.upload_buffer_pool, 32 << 20, "the default pool");
+        args.limits.upload_buffer_pool = Some("0".into());
+        assert_eq!(load(&args, &env).unwrap().upload_buffer_pool, 0);
+        args.limits.upload_buffer_pool = Some("5GiB".into());
+        let e = load(&args, &env).unwrap_err().0;
+        assert!(
+            e.contains("upload_buffer_pool") && e.contains("4GiB"),
+            "{e}"
+        );
+        args.limits.upload_buffer_pool = None;
         args.limits.max_requests_per_caller = Some("-1".into());
         let e = load(&args, &env).unwrap_err().0;
         assert!(e.contains("max_requests_per_caller"), "{e}");

@@ -66,6 +66,10 @@ pub async fn open(config: &Config) -> anyhow::Result<Opened> {
     let meta = SqliteStore::open(&db)
         .await
         .with_context(|| format!("cannot open the metadata store {}", db.display()))?;
+    let pool = upspool_blob_fs::set_block_pool_limit(
+        usize::try_from(config.upload_buffer_pool).unwrap_or(usize::MAX),
+    );
+    tracing::debug!(bytes = pool, "upload block pool");
     let blob_dir = data_dir.join("blobs");
     let blobs = FsBlobStore::open_with_quota(&blob_dir, config.storage_quota)
         .with_context(|| format!("cannot open the byte store {}", blob_dir.display()))?

@@ -864,6 +864,47 @@ async fn operations_endpoints_report_health_readiness_and_metrics() {
     assert!(text.contains("upspool_http_requests_total{method=\"PUT\",route=\"/uploadSessions/{session}\",status=\"201\"} 1"), "{text}");
 }
 
+/// `--upload-buffer-pool` sizes the memory upload blocks are gathered in: by default a 1 MiB
+/// upload's four blocks come from the pool, with 0 from the heap (the blocks counter tells).
+#[tokio::test]
+async fn the_upload_buffer_pool_can_be_switched_off() {
+    for (args, from) in [
+        (&["--insecure-dev-auth"][..], "pool"),
+        (
+            &["--insecure-dev-auth", "--upload-buffer-pool", "0"][..],
+            "heap",
+        ),
+    ] {
+        let server = Server::start(args, &[]);
+        let api = Api::new(server.base_url());
+        let (_, url) = api.ready_upload(1 << 20).await;
+        Api::expect(
+            api.put(&url, 0, 1 << 20, &random_bytes(1 << 20, 5)).await,
+            StatusCode::CREATED,
+        )
+        .await;
+        let text = api
+            .http
+            .get(format!("{}/metrics", server.base_url()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let count = |memory: &str| -> f64 {
+            let name = format!("upspool_upload_blocks_gathered_total{{memory=\"{memory}\"}} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(name.as_str()))
+                .map_or(0.0, |v| v.parse().unwrap())
+        };
+        // (Needs a filesystem that takes O_DIRECT for the temporary directory, as in the
+        // metrics test above.)
+        assert_eq!(count(from), 4.0, "{args:?}: {text}");
+        assert_eq!(count("pool") + count("heap"), 4.0, "{args:?}: {text}");
+    }
+}
+
 /// `GET /print/shares/{id}/printer`, the navigation Microsoft's SDKs generate
 /// (`.printer.get()`): the shared printer for whoever may read the share, Graph's errors
 /// otherwise.
