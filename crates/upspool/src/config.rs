@@ -916,7 +916,6 @@ fn parse_count(s: &str) -> Result<u32, String> {
         .map_err(|_| "expected a whole number (0 for no bound)".into())
 }
 
-/// A header size that hyper accepts: at least [`MIN_HEADER_SIZE`], and fits in memory.
 /// The block pool's size: 0 (no pool) up to 4 GiB (a pool never gives memory back).
 fn parse_buffer_pool(s: &str) -> Result<u64, String> {
     if s.trim() == "0" {
@@ -929,6 +928,7 @@ fn parse_buffer_pool(s: &str) -> Result<u64, String> {
     Ok(n)
 }
 
+/// A header size that hyper accepts: at least [`MIN_HEADER_SIZE`], and fits in memory.
 fn parse_header_size(s: &str) -> Result<u64, String> {
     let n = parse_size(s)?;
     if !(MIN_HEADER_SIZE..=(64 << 20)).contains(&n) {
