@@ -883,25 +883,14 @@ async fn the_upload_buffer_pool_can_be_switched_off() {
             StatusCode::CREATED,
         )
         .await;
-        let text = api
-            .http
-            .get(format!("{}/metrics", server.base_url()))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let count = |memory: &str| -> f64 {
-            let name = format!("upspool_upload_blocks_gathered_total{{memory=\"{memory}\"}} ");
-            text.lines()
-                .find_map(|l| l.strip_prefix(name.as_str()))
-                .map_or(0.0, |v| v.parse().unwrap())
-        };
+        let sample =
+            |memory| format!("upspool_upload_blocks_gathered_total{{memory=\"{memory}\"}}");
         // (Needs a filesystem that takes O_DIRECT for the temporary directory, as in the
         // metrics test above.)
-        assert_eq!(count(from), 4.0, "{args:?}: {text}");
-        assert_eq!(count("pool") + count("heap"), 4.0, "{args:?}: {text}");
+        let pool = common::sdk::metric(&api.base, &api.http, &sample("pool")).await;
+        let heap = common::sdk::metric(&api.base, &api.http, &sample("heap")).await;
+        assert_eq!(if from == "pool" { pool } else { heap }, 4, "{args:?}");
+        assert_eq!(pool + heap, 4, "{args:?}");
     }
 }
 
