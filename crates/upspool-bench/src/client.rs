@@ -111,8 +111,10 @@ impl Api {
         Ok(())
     }
 
-    /// The sum and count of one of the server's Prometheus summaries or histograms.
+    /// The sum and count of one of the server's Prometheus summaries or histograms; `name`
+    /// may carry its labels as the server prints them (`name{a="x",b="y"}`).
     pub async fn metric(&self, name: &str) -> anyhow::Result<(f64, f64)> {
+        let (name, labels) = name.split_at(name.find('{').unwrap_or(name.len()));
         let text = self
             .http
             .get(format!("{}/metrics", self.base))
@@ -122,7 +124,7 @@ impl Api {
             .text()
             .await?;
         let value = |suffix: &str| -> anyhow::Result<f64> {
-            let key = format!("{name}_{suffix} ");
+            let key = format!("{name}_{suffix}{labels} ");
             let line = text
                 .lines()
                 .find(|l| l.starts_with(&key))

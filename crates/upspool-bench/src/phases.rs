@@ -156,9 +156,14 @@ const WRITERS: [Writer; 6] = [
 const DIRECT: [usize; 4] = [0, 1, 2, 3];
 
 /// The server's per-segment histograms (`/metrics`) that split a segment's time, and what each
-/// measures: streaming the body (waiting for it, or for the byte store), then the
-/// acknowledgement's two steps.
-const SEGMENT_PHASES: [(&str, &str); 4] = [
+/// measures: the whole request as the server timed it, then its parts: streaming the body
+/// (waiting for it, or for the byte store) and the acknowledgement's two steps. What the
+/// parts leave of the whole is the session lookup, claiming the range and opening the blob.
+const SEGMENT_PHASES: [(&str, &str); 5] = [
+    (
+        r#"upspool_http_request_duration_seconds{method="PUT",route="/uploadSessions/{session}"}"#,
+        "the whole request (head read to answer ready)",
+    ),
     (
         "upspool_upload_body_wait_seconds",
         "waiting for the body (store had room)",

@@ -1,17 +1,18 @@
-//! Prometheus metrics: requests by route and status, bytes received, segment write and sync
-//! latency, and in-flight segment requests.
+//! Prometheus metrics: requests by route and status and how long they took, bytes received,
+//! segment write and sync latency, and in-flight segment requests.
 
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 use upspool_domain::upload::{StreamWaits, UploadObserver};
 
 pub struct Metrics {
     registry: Registry,
     pub requests: IntCounterVec,
+    pub request_seconds: HistogramVec,
     pub bytes_received: IntCounter,
     pub segments_in_flight: IntGauge,
     pub write_seconds: Histogram,
@@ -31,8 +32,11 @@ const LATENCY_BUCKETS: &[f64] = &[
 
 /// A latency histogram with [`LATENCY_BUCKETS`].
 fn latency(name: &str, help: &str) -> Histogram {
-    Histogram::with_opts(HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()))
-        .expect("valid metric")
+    Histogram::with_opts(latency_opts(name, help)).expect("valid metric")
+}
+
+fn latency_opts(name: &str, help: &str) -> HistogramOpts {
+    HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec())
 }
 
 impl Metrics {
@@ -45,6 +49,16 @@ impl Metrics {
                 "HTTP requests by route, method and status",
             ),
             &["route", "method", "status"],
+        )
+        .expect("valid metric");
+        // By route template, not path, so ids do not multiply the series.
+        let request_seconds = HistogramVec::new(
+            latency_opts(
+                "http_request_duration_seconds",
+                "Time from a request's head being read to its response being ready (a download's \
+                 body streams after), by route and method",
+            ),
+            &["route", "method"],
         )
         .expect("valid metric");
         let bytes_received = IntCounter::new(
@@ -88,6 +102,7 @@ impl Metrics {
         .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(request_seconds.clone()),
             Box::new(bytes_received.clone()),
             Box::new(segments_in_flight.clone()),
             Box::new(write_seconds.clone()),
@@ -102,6 +117,7 @@ impl Metrics {
         Metrics {
             registry,
             requests,
+            request_seconds,
             bytes_received,
             segments_in_flight,
             write_seconds,

@@ -76,7 +76,13 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
         .requests
         .with_label_values(&[&route, method.as_str(), status.as_str()])
         .inc();
-    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let took = started.elapsed().as_secs_f64();
+    state
+        .metrics
+        .request_seconds
+        .with_label_values(&[&route, method.as_str()])
+        .observe(took);
+    let ms = took * 1000.0;
     span.in_scope(|| {
         if status.is_server_error() {
             tracing::warn!(status = status.as_u16(), ms, "request finished");

@@ -862,6 +862,15 @@ async fn operations_endpoints_report_health_readiness_and_metrics() {
         .sum();
     assert_eq!(gathered, 1.0, "{text}");
     assert!(text.contains("upspool_http_requests_total{method=\"PUT\",route=\"/uploadSessions/{session}\",status=\"201\"} 1"), "{text}");
+    // Each request's time is observed under its route template (the one segment above), in
+    // seconds, not at zero.
+    let put = "{method=\"PUT\",route=\"/uploadSessions/{session}\"}";
+    assert_eq!(
+        value(&format!("upspool_http_request_duration_seconds_count{put}")),
+        1.0
+    );
+    let took = value(&format!("upspool_http_request_duration_seconds_sum{put}"));
+    assert!(took > 0.0 && took < 60.0, "{took}");
 }
 
 /// `--upload-buffer-pool` sizes the memory upload blocks are gathered in: by default a 1 MiB
