@@ -11,6 +11,11 @@
 //! metadata store, so nothing here needs to survive a restart. Keeping a slot is safe because
 //! in one process every commit of a session's ranges goes through its slot (`record`), and a
 //! session's ranges only ever grow until it is deleted.
+//!
+//! A slot also keeps the session's row as this process last read or committed it, so that a
+//! client's next segment need not read it again ([`SessionCoordinator::cached`]). That copy is
+//! only a shortcut: the commit checks the session in its own transaction, and the engine reads
+//! the row again whenever a request using the copy fails (see `PrintService::put_segment`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
@@ -18,6 +23,9 @@ use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use chrono::{DateTime, Utc};
+
+use crate::model::UploadSession;
 use crate::range_set::{ByteRange, RangeSet};
 
 /// Sessions whose slots stay loaded after their last request, so that a client sending one
@@ -54,6 +62,8 @@ struct SlotState {
     received: Option<RangeSet>,
     /// Ranges being written by requests in flight.
     claimed: RangeSet,
+    /// The session's row (an active session's), with the expiry of its last commit here.
+    session: Option<UploadSession>,
 }
 
 /// What a request may do with its range once claimed.
@@ -90,9 +100,20 @@ impl SessionCoordinator {
     }
 
     /// Stops keeping a session's slot (it completed or is gone); requests still holding it
-    /// keep it until they end.
+    /// keep it until they end, but its row is no longer handed out.
     pub(crate) fn forget(&self, session: Uuid) {
-        self.lock().recent.retain(|(id, _)| *id != session);
+        let mut slots = self.lock();
+        slots.recent.retain(|(id, _)| *id != session);
+        if let Some(slot) = slots.by_id.get(&session).and_then(Weak::upgrade) {
+            slot.lock().session = None;
+        }
+    }
+
+    /// The session's row as a loaded slot keeps it, without making or touching a slot.
+    pub(crate) fn cached(&self, session: Uuid) -> Option<UploadSession> {
+        let slot = self.lock().by_id.get(&session).and_then(Weak::upgrade)?;
+        let row = slot.lock().session.clone();
+        row
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
@@ -121,12 +142,28 @@ impl Slot {
             .is_some_and(|r| r.ranges().len() >= max && !r.touches(range))
     }
 
-    /// Records a committed range. Call while holding `commit`, before the claim is dropped.
-    pub(crate) fn record(&self, range: ByteRange) {
-        self.lock()
-            .received
-            .get_or_insert_with(RangeSet::new)
-            .insert(range);
+    /// Keeps `session`'s row for the next request (see [`SessionCoordinator::cached`]), with
+    /// the later of its expiry and the one a commit here recorded meanwhile.
+    pub(crate) fn remember(&self, session: &UploadSession) {
+        let mut st = self.lock();
+        let expires = st
+            .session
+            .as_ref()
+            .map_or(session.expires, |kept| kept.expires.max(session.expires));
+        st.session = Some(UploadSession {
+            expires,
+            ..session.clone()
+        });
+    }
+
+    /// Records a committed range and the expiry that commit set. Call while holding `commit`,
+    /// before the claim is dropped.
+    pub(crate) fn record(&self, range: ByteRange, expires: DateTime<Utc>) {
+        let mut st = self.lock();
+        st.received.get_or_insert_with(RangeSet::new).insert(range);
+        if let Some(row) = st.session.as_mut() {
+            row.expires = row.expires.max(expires);
+        }
     }
 
     /// Claims the new bytes of `range`, waiting while any of it is claimed by another request.
@@ -205,7 +242,7 @@ mod tests {
         }
         assert!(!waiter.is_finished(), "must wait while 15-25 is claimed");
         // a commits; b is abandoned.
-        slot.record(r(5, 19));
+        slot.record(r(5, 19), Utc::now());
         drop(a);
         drop(b);
         let (new, existing) = tokio::time::timeout(Duration::from_secs(5), waiter)
@@ -252,6 +289,47 @@ mod tests {
         assert!(!slot.would_exceed(r(30, 39), 2), "touches 20-29");
         assert!(!slot.would_exceed(r(5, 15), 2), "overlaps 0-9");
         assert!(!slot.would_exceed(r(10, 19), 1), "joins both");
+    }
+
+    fn row(id: Uuid, expires: DateTime<Utc>) -> UploadSession {
+        UploadSession {
+            id,
+            document_id: Uuid::new_v4(),
+            job_id: 1,
+            document_name: "a.pdf".into(),
+            content_type: "application/pdf".into(),
+            size: 10,
+            token_hash: vec![1, 2, 3],
+            blob: crate::model::BlobKey("s-a".into()),
+            created: expires - chrono::Duration::minutes(15),
+            expires,
+            state: crate::model::SessionState::Active,
+        }
+    }
+
+    #[test]
+    fn a_kept_row_follows_commits_and_goes_with_forget() {
+        let c = SessionCoordinator::default();
+        let (id, t0) = (Uuid::new_v4(), Utc::now());
+        assert!(c.cached(id).is_none(), "no slot, no row");
+        let slot = c.slot(id);
+        assert!(
+            c.cached(id).is_none(),
+            "a slot keeps a row only when given one"
+        );
+        slot.remember(&row(id, t0));
+        assert_eq!(c.cached(id).unwrap().expires, t0);
+        // A commit here slides the expiry; a row read earlier does not move it back.
+        let t1 = t0 + chrono::Duration::seconds(30);
+        slot.record(r(0, 4), t1);
+        assert_eq!(c.cached(id).unwrap().expires, t1);
+        slot.remember(&row(id, t0));
+        assert_eq!(c.cached(id).unwrap().expires, t1);
+        // Forgotten (completed, deleted): no longer handed out, even while a request holds
+        // the slot.
+        c.forget(id);
+        assert!(c.cached(id).is_none());
+        assert!(slot.is_loaded(), "the ranges stay with the held slot");
     }
 
     #[test]

@@ -259,7 +259,9 @@ impl PrintService {
 
     /// Deletes a session; its bytes go too unless they became the document.
     pub(crate) async fn discard_session(&self, session: &UploadSession) -> Result<()> {
-        if let Some(s) = self.meta.delete_upload_session(session.id).await? {
+        let deleted = self.meta.delete_upload_session(session.id).await?;
+        self.sessions.forget(session.id);
+        if let Some(s) = deleted {
             if s.state == SessionState::Active {
                 self.delete_blob_logged(&s.blob).await;
             }
@@ -318,11 +320,21 @@ impl PrintService {
         target: SegmentTarget<'_>,
         segment: Segment<'_>,
     ) -> Result<SegmentOutcome> {
+        // Whether the session's row came from its slot instead of the store (see `cached`).
+        let mut cached = false;
         let session = match target {
-            // The ranges are not needed here (the engine's slot has them): one read.
             SegmentTarget::Url { session, token } => {
-                let found = self.meta.get_upload_session_only(session).await?;
-                check_live(found.ok_or(DomainError::UploadSessionNotFound)?, token)?
+                match self.cached_session(session, token) {
+                    Some(row) => {
+                        cached = true;
+                        row
+                    }
+                    // The ranges are not needed here (the engine's slot has them): one read.
+                    None => {
+                        let found = self.meta.get_upload_session_only(session).await?;
+                        check_live(found.ok_or(DomainError::UploadSessionNotFound)?, token)?
+                    }
+                }
             }
             SegmentTarget::IfMatch {
                 who,
@@ -343,11 +355,40 @@ impl PrintService {
                 // Receiving runs in its own task so that it always finishes: if the caller's
                 // future were dropped mid-write (client gone), a blocking write could still land
                 // after the claim was released, on bytes another request then owns.
-                let this = Arc::clone(self);
-                tokio::spawn(async move { this.receive(&session, range, segment.body).await })
-                    .await
-                    .map_err(|e| DomainError::Internal(format!("segment task failed: {e}")))?
+                let (this, id) = (Arc::clone(self), session.id);
+                let received =
+                    tokio::spawn(async move { this.receive(&session, range, segment.body).await })
+                        .await
+                        .map_err(|e| DomainError::Internal(format!("segment task failed: {e}")))?;
+                match received {
+                    Err(e) if cached => Err(self.judge_with_fresh_row(id, e).await),
+                    done => done,
+                }
             }
+        }
+    }
+
+    /// The session's row from its slot, if a recent request here left it there and it is
+    /// live with this token; `None` sends the caller to the store. It saves each segment of
+    /// an upload after the first a read; a copy gone stale (the session was deleted along
+    /// with its printer, or by another process) is caught by the commit, which checks the
+    /// session in its transaction, or by [`Self::judge_with_fresh_row`].
+    fn cached_session(&self, id: Uuid, token: &str) -> Option<UploadSession> {
+        self.sessions
+            .cached(id)
+            .and_then(|row| check_live(row, token).ok())
+    }
+
+    /// A request that used a kept row failed with `error`: the row is dropped, and if the
+    /// store no longer has the session live, the answer is that it is gone (as a request
+    /// that read the store first would have been told), not whatever its bytes met on the way
+    /// (a blob deleted with its printer, say).
+    async fn judge_with_fresh_row(&self, id: Uuid, error: DomainError) -> DomainError {
+        self.sessions.forget(id);
+        match self.meta.get_upload_session_only(id).await {
+            Ok(Some(row)) if row.is_live(Utc::now()) => error,
+            Ok(_) => DomainError::UploadSessionNotFound,
+            Err(_) => error,
         }
     }
 
@@ -410,6 +451,7 @@ impl PrintService {
                 slot.load(ranges);
             }
         }
+        slot.remember(session);
         let claim = slot.claim(range).await;
         let max = self.limits.max_session_ranges;
         if max > 0 && slot.would_exceed(range, max as usize) {
@@ -468,7 +510,7 @@ impl PrintService {
             CommitOutcome::Committed(received) => {
                 {
                     let _commit = slot.commit.lock().await;
-                    slot.record(range);
+                    slot.record(range, expires);
                 }
                 drop(claim);
                 // Answer from the state this commit saw: a concurrent commit applied after it
@@ -481,7 +523,7 @@ impl PrintService {
             CommitOutcome::Completed => {
                 {
                     let _commit = slot.commit.lock().await;
-                    slot.record(range);
+                    slot.record(range, expires);
                 }
                 drop(claim);
                 // Later requests are replays, judged without the slot.
