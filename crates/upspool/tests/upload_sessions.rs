@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::api::{assert_graph_error, random_bytes, sha256, Api};
+use common::api::{assert_graph_error, assert_session_gone, random_bytes, sha256, Api};
 use common::Server;
 use futures_util::future::join_all;
 use rand::seq::SliceRandom;
@@ -471,13 +471,7 @@ async fn unknown_wrong_token_and_replaced_sessions_are_refused() {
         server.base_url(),
         uuid_like()
     );
-    assert_graph_error(
-        api.http.get(&unknown).send().await.unwrap(),
-        StatusCode::NOT_FOUND,
-        "itemNotFound",
-        Some("uploadSessionNotFound"),
-    )
-    .await;
+    assert_session_gone(api.http.get(&unknown).send().await.unwrap()).await;
     let not_an_id = format!(
         "{}/uploadSessions/..%2f..%2fetc?tempauthtoken=x",
         server.base_url()
@@ -522,13 +516,7 @@ async fn unknown_wrong_token_and_replaced_sessions_are_refused() {
 
     // A new session replaces the old one, whose URL is gone from then on.
     let newer = api.session(&job, 10).await;
-    assert_graph_error(
-        api.put(&url, 5, 10, &[1u8; 5]).await,
-        StatusCode::NOT_FOUND,
-        "itemNotFound",
-        Some("uploadSessionNotFound"),
-    )
-    .await;
+    assert_session_gone(api.put(&url, 5, 10, &[1u8; 5]).await).await;
     let new_url = newer["uploadUrl"].as_str().unwrap();
     assert_eq!(
         ranges(&api.status(new_url).await),
@@ -688,13 +676,7 @@ async fn sessions_expire_after_their_sliding_lifetime() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_graph_error(
-        api.put(&url, 10, 100, &[1u8; 10]).await,
-        StatusCode::NOT_FOUND,
-        "itemNotFound",
-        Some("uploadSessionNotFound"),
-    )
-    .await;
+    assert_session_gone(api.put(&url, 10, 100, &[1u8; 10]).await).await;
 
     // The sweeper removes the expired session's bytes from disk.
     let blobs = server.data_dir().join("blobs");
@@ -730,13 +712,10 @@ async fn the_if_match_form_feeds_the_same_engine() {
         req.send()
     };
     // No session yet.
-    assert_graph_error(
+    assert_session_gone(
         post(Some("*"), "application/octet-stream", 0, 100)
             .await
             .unwrap(),
-        StatusCode::NOT_FOUND,
-        "itemNotFound",
-        Some("uploadSessionNotFound"),
     )
     .await;
 
@@ -1232,13 +1211,7 @@ async fn a_kept_session_row_never_outlives_its_session() {
         .await;
     Api::expect(resp, StatusCode::NO_CONTENT).await;
     let resp = api.put(&url, 131072, total, &data[131072..]).await;
-    assert_graph_error(
-        resp,
-        StatusCode::NOT_FOUND,
-        "itemNotFound",
-        Some("uploadSessionNotFound"),
-    )
-    .await;
+    assert_session_gone(resp).await;
 
     let (_, url) = api.ready_upload(total).await;
     let resp = api.put(&url, 0, total, &data[..65536]).await;
@@ -1246,11 +1219,5 @@ async fn a_kept_session_row_never_outlives_its_session() {
     let resp = api.http.delete(&url).send().await.unwrap();
     Api::expect(resp, StatusCode::NO_CONTENT).await;
     let resp = api.put(&url, 65536, total, &data[65536..131072]).await;
-    assert_graph_error(
-        resp,
-        StatusCode::NOT_FOUND,
-        "itemNotFound",
-        Some("uploadSessionNotFound"),
-    )
-    .await;
+    assert_session_gone(resp).await;
 }

@@ -229,6 +229,18 @@ impl Api {
 }
 
 /// Asserts a Graph error envelope with the given status, code and inner code.
+/// An upload URL whose session is gone (deleted, replaced, expired or never there): `404
+/// itemNotFound` with the inner code `uploadSessionNotFound`.
+pub async fn assert_session_gone(resp: Response) -> Value {
+    assert_graph_error(
+        resp,
+        StatusCode::NOT_FOUND,
+        "itemNotFound",
+        Some("uploadSessionNotFound"),
+    )
+    .await
+}
+
 pub async fn assert_graph_error(
     resp: Response,
     status: StatusCode,
