@@ -223,8 +223,11 @@ impl PrintService {
             tracing::info!(session = %old.id, by = %id, "upload session replaced");
             self.delete_blob_logged(&old.blob).await;
         }
-        // A new session has received nothing: its first segment need not read that back.
-        self.sessions.slot(id).load(RangeSet::new());
+        // A new session has received nothing, and its row is the one just stored: its first
+        // segment need not read either back.
+        let slot = self.sessions.slot(id);
+        slot.load(RangeSet::new());
+        slot.remember(&session);
         tracing::info!(session = %id, job = job_id, size = session.size, "upload session created");
         let missing = RangeSet::new().complement(session.size);
         Ok(NewSession {

@@ -1178,11 +1178,12 @@ async fn with_tls_upload_and_download_urls_are_https_for_the_sdks() {
     assert_eq!(sha256(&bytes), sha256(&data));
 }
 
-/// A segment's session row is kept between segments of one upload, so the next segment skips
-/// a read; a kept row must never outlive the session. Deleting the printer deletes its jobs,
-/// their sessions and their bytes at once, without the upload engine seeing it: the next
-/// segment must still be told the session is gone (404), not meet the missing bytes (500).
-/// And a session discarded through the engine (DELETE of the upload URL) is gone at once.
+/// A session's row is kept in memory from its creation and between segments, so a segment
+/// skips a read; a kept row must never outlive the session. Deleting the printer deletes its
+/// jobs, their sessions and their bytes at once, without the upload engine seeing it: the
+/// next segment (the first, or a later one) must still be told the session is gone (404), not
+/// meet the missing bytes (500). And a session discarded through the engine (DELETE of the
+/// upload URL) is gone at once.
 #[tokio::test]
 async fn a_kept_session_row_never_outlives_its_session() {
     let server = dev_server(&[]);
@@ -1190,28 +1191,31 @@ async fn a_kept_session_row_never_outlives_its_session() {
     let data = random_bytes(3 * 65536, 5);
     let total = data.len() as u64;
 
-    let printer = api.printer("Deleted mid-upload").await;
-    let job = api.job(&format!("printers/{printer}")).await;
-    let url = api.session(&job, total).await["uploadUrl"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    for at in [0, 65536] {
+    for sent in [0, 2] {
+        let printer = api.printer("Deleted mid-upload").await;
+        let job = api.job(&format!("printers/{printer}")).await;
+        let url = api.session(&job, total).await["uploadUrl"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        for at in (0..sent).map(|i| i * 65536) {
+            let resp = api
+                .put(&url, at, total, &data[at as usize..][..65536])
+                .await;
+            Api::expect(resp, StatusCode::ACCEPTED).await;
+        }
         let resp = api
-            .put(&url, at, total, &data[at as usize..][..65536])
+            .send(
+                reqwest::Method::DELETE,
+                &format!("/print/printers/{printer}"),
+                None,
+            )
             .await;
-        Api::expect(resp, StatusCode::ACCEPTED).await;
+        Api::expect(resp, StatusCode::NO_CONTENT).await;
+        let at = sent * 65536;
+        let resp = api.put(&url, at, total, &data[at as usize..]).await;
+        assert_session_gone(resp).await;
     }
-    let resp = api
-        .send(
-            reqwest::Method::DELETE,
-            &format!("/print/printers/{printer}"),
-            None,
-        )
-        .await;
-    Api::expect(resp, StatusCode::NO_CONTENT).await;
-    let resp = api.put(&url, 131072, total, &data[131072..]).await;
-    assert_session_gone(resp).await;
 
     let (_, url) = api.ready_upload(total).await;
     let resp = api.put(&url, 0, total, &data[..65536]).await;
