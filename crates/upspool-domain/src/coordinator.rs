@@ -20,10 +20,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
 
+use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 use uuid::Uuid;
-
-use chrono::{DateTime, Utc};
 
 use crate::model::UploadSession;
 use crate::range_set::{ByteRange, RangeSet};
