@@ -379,12 +379,7 @@ async fn canceling_a_job_ends_its_upload_session_and_frees_its_bytes() {
         StatusCode::ACCEPTED,
     )
     .await;
-    assert_eq!(
-        api.post(&format!("{}/cancel", job.job_path()), json!({}))
-            .await
-            .status(),
-        StatusCode::NO_CONTENT
-    );
+    cancel(&api, &job).await;
     assert_session_gone(api.put(&url, 50, 100, &[1u8; 50]).await).await;
     assert_eq!(blob_files(&server), 0);
 
@@ -411,14 +406,19 @@ fn blob_files(server: &Server) -> usize {
         .count()
 }
 
-/// Cancels `job` and checks that its document's `$value` is refused at once.
-async fn cancel_then_value_is_refused(api: &Api, job: &common::api::JobRef) {
+/// Cancels `job`: `204`.
+async fn cancel(api: &Api, job: &common::api::JobRef) {
     assert_eq!(
         api.post(&format!("{}/cancel", job.job_path()), json!({}))
             .await
             .status(),
         StatusCode::NO_CONTENT
     );
+}
+
+/// Cancels `job` and checks that its document's `$value` is refused at once.
+async fn cancel_then_value_is_refused(api: &Api, job: &common::api::JobRef) {
+    cancel(api, job).await;
     assert_graph_error(
         api.get(&format!("{}/$value", job.document_path())).await,
         StatusCode::BAD_REQUEST,
