@@ -60,7 +60,7 @@ struct Cli {
     /// Item 1/5: document size in MiB [default: 1024, quick 128]
     #[arg(long)]
     upload_mib: Option<u64>,
-    /// Item 1: rounds of (three direct writers, upspool, loopback) runs, each
+    /// Item 1: rounds of (four direct writers, upspool, loopback) runs, each
     /// round starting with another; medians and bests are reported, since a run's speed here
     /// depends on the disk and on the memory it is given [default: 5, quick 1]
     #[arg(long)]
