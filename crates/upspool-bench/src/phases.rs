@@ -76,8 +76,32 @@ impl Bench {
     }
 }
 
+/// Runs `work` on a thread of its own with a single-threaded runtime, as each stream of the
+/// direct and loopback contenders runs on a thread of its own. A client on the bench's
+/// shared multi-threaded runtime hands each received chunk from one worker to the other:
+/// warm downloads of 1 GiB measured 1 525-1 911 MiB/s that way against 1 854-2 169 on a
+/// single-threaded runtime and 2 137-2 555 with `curl` (BENCHMARKS.md, thirteenth round).
+async fn on_own_thread<T, F>(work: impl FnOnce() -> F + Send + 'static) -> anyhow::Result<T>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let done = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(work()));
+        let _ = tx.send(done);
+    });
+    rx.await
+        .context("a client thread ended without an answer")?
+}
+
 /// Uploads `[from, to)` of a `total`-byte session in `segment`-sized pieces over `streams`
-/// connections, each taking the next piece when its previous one was answered.
+/// connections, each taking the next piece when its previous one was answered. Each
+/// connection's client runs on a thread of its own (see [`on_own_thread`]).
 async fn upload_range(
     base: &str,
     url: &str,
@@ -87,17 +111,21 @@ async fn upload_range(
     data: &Bytes,
 ) -> anyhow::Result<Duration> {
     let next = Arc::new(AtomicU64::new(from));
-    let apis: Vec<Api> = (0..streams).map(|_| Api::new(base)).collect();
     let started = Instant::now();
-    let tasks: Vec<_> = apis
-        .into_iter()
-        .map(|api| {
-            let (next, url, data) = (next.clone(), url.to_string(), data.clone());
-            tokio::spawn(async move {
+    let streams: Vec<_> = (0..streams)
+        .map(|_| {
+            let (next, base, url, data) = (
+                next.clone(),
+                base.to_string(),
+                url.to_string(),
+                data.clone(),
+            );
+            on_own_thread(move || async move {
+                let api = Api::new(&base);
                 loop {
                     let at = next.fetch_add(segment as u64, Ordering::Relaxed);
                     if at >= to {
-                        return anyhow::Ok(());
+                        return Ok(());
                     }
                     let len = (to - at).min(segment as u64) as usize;
                     api.put(&url, at, total, data.slice(..len)).await?;
@@ -105,8 +133,8 @@ async fn upload_range(
             })
         })
         .collect();
-    for t in tasks {
-        t.await??;
+    for done in futures_util::future::join_all(streams).await {
+        done?;
     }
     Ok(started.elapsed())
 }
@@ -415,7 +443,10 @@ pub async fn upload_and_download(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
                 direct::evict(&blob)?;
             }
             let started = Instant::now();
-            let n = api.download(&job).await?;
+            let n = {
+                let (base, job) = (server.base.clone(), job.clone());
+                on_own_thread(move || async move { Api::new(&base).download(&job).await }).await?
+            };
             anyhow::ensure!(n == size, "downloaded {n} of {size} bytes");
             via = via.min(started.elapsed());
             let path = blob.clone();
