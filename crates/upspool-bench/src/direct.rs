@@ -62,6 +62,13 @@ pub struct Target {
     direct: Option<File>,
 }
 
+impl Target {
+    /// `fdatasync` of the file: a segment's durability, whichever way it was written.
+    pub(crate) fn sync_data(&self) -> std::io::Result<()> {
+        self.file.sync_data()
+    }
+}
+
 impl Segments {
     /// Hands out the next segment to whichever writer asks.
     fn cursor(&self) -> Cursor {
@@ -73,7 +80,7 @@ impl Segments {
     }
 
     /// Opens `path` (already created) for this plan's mode.
-    fn open(&self, file: File, path: &Path) -> anyhow::Result<Target> {
+    pub(crate) fn open(&self, file: File, path: &Path) -> anyhow::Result<Target> {
         let direct = match self.mode {
             WriteMode::Uncached | WriteMode::UncachedRing => Some(
                 OpenOptions::new()
@@ -89,7 +96,7 @@ impl Segments {
 
     /// Writes `piece` at `pos` as the mode says. `piece` must be page-aligned in memory when
     /// uncached (see [`aligned_copy`]).
-    fn write_piece(&self, t: &Target, piece: &[u8], pos: u64) -> std::io::Result<()> {
+    pub(crate) fn write_piece(&self, t: &Target, piece: &[u8], pos: u64) -> std::io::Result<()> {
         match (&t.direct, self.mode) {
             (Some(direct), _)
                 if piece.len().is_multiple_of(PAGE) && pos.is_multiple_of(PAGE as u64) =>
@@ -108,7 +115,7 @@ impl Segments {
 
     /// In [`WriteMode::Uncached`], allocates `len` bytes at `at` (keeping the file's size),
     /// as the byte store does before writing a segment of more than one piece.
-    fn allocate(&self, t: &Target, at: u64, len: usize) -> std::io::Result<()> {
+    pub(crate) fn allocate(&self, t: &Target, at: u64, len: usize) -> std::io::Result<()> {
         if !matches!(self.mode, WriteMode::Uncached | WriteMode::UncachedRing) {
             return Ok(());
         }
@@ -288,13 +295,13 @@ impl Scratch {
         ))
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.0.path().join(name)
     }
 
     /// What `FsBlobStore::create` does: a new sparse file at full size, synced with its
     /// directory.
-    fn create(&self, name: &str, size: u64) -> anyhow::Result<File> {
+    pub(crate) fn create(&self, name: &str, size: u64) -> anyhow::Result<File> {
         let f = OpenOptions::new()
             .read(true)
             .write(true)

@@ -2,6 +2,7 @@
 //! measures upload, memory, latency, small-request, download and whole-job figures, each
 //! beside the same work done directly on this machine in the same run. See BENCHMARKS.md.
 
+mod bare_http;
 mod client;
 mod direct;
 mod phases;
@@ -60,7 +61,7 @@ struct Cli {
     /// Item 1/5: document size in MiB [default: 1024, quick 128]
     #[arg(long)]
     upload_mib: Option<u64>,
-    /// Item 1: rounds of (four direct writers, upspool, loopback) runs, each
+    /// Item 1: rounds of (four direct writers, upspool, loopback, bare HTTP) runs, each
     /// round starting with another; medians and bests are reported, since a run's speed here
     /// depends on the disk and on the memory it is given [default: 5, quick 1]
     #[arg(long)]

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bytes::Bytes;
 
+use crate::bare_http;
 use crate::client::{Api, Job};
 use crate::direct::{self, Scratch, Segments, WriteMode};
 use crate::report::Row;
@@ -169,15 +170,19 @@ enum Writer {
     /// Loopback TCP per stream, received in pieces that are written as `DirectUncached`
     /// writes them while the next arrive.
     Loopback,
+    /// HTTP on the same hyper as upspool, each segment's body written as the byte store
+    /// writes it, with nothing else (see `bare_http`).
+    BareHttp,
 }
 
-const WRITERS: [Writer; 6] = [
+const WRITERS: [Writer; 7] = [
     Writer::Direct,
     Writer::DirectWriteback,
     Writer::DirectUncached,
     Writer::DirectUncachedRing,
     Writer::Upspool,
     Writer::Loopback,
+    Writer::BareHttp,
 ];
 
 /// The direct contenders: the target row's limit is the fastest of them.
@@ -310,6 +315,20 @@ pub async fn upload_and_download(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
                         })
                         .await?
                     }
+                    Writer::BareHttp => {
+                        let run = bare_http::Run::start(&b.scratch, plan)?;
+                        let t = upload_range(
+                            &run.url,
+                            &run.url,
+                            (0, size, size),
+                            seg,
+                            streams,
+                            &b.data,
+                        )
+                        .await?;
+                        run.finish()?;
+                        t
+                    }
                 };
                 let cpu = (server.cpu_time()? - cpu.0, own_cpu_time()? - cpu.1);
                 if WRITERS[i] == Writer::Upspool {
@@ -339,6 +358,10 @@ pub async fn upload_and_download(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
             .iter()
             .position(|w| *w == Writer::Loopback)
             .expect("loopback");
+        let bare = WRITERS
+            .iter()
+            .position(|w| *w == Writer::BareHttp)
+            .expect("bare HTTP");
         // The machine's limit: the fastest way to write the bytes directly with the same
         // durability, whichever it was in this run.
         let fastest = |t: &[Duration; WRITERS.len()]| {
@@ -405,6 +428,24 @@ pub async fn upload_and_download(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
                 1,
                 "  that loopback writer itself, beside the fastest direct writer",
                 mib_per_s(size, medians[loopback]),
+                "MiB/s",
+            )
+            .ratio_to(mib_per_s(size, limit), None),
+        );
+        rows.push(
+            Row::new(
+                1,
+                "  beside HTTP + uncached writes, nothing else (a bare server on upspool's hyper)",
+                speed,
+                "MiB/s",
+            )
+            .ratio_to(mib_per_s(size, medians[bare]), None),
+        );
+        rows.push(
+            Row::new(
+                1,
+                "  that bare HTTP writer itself, beside the fastest direct writer",
+                mib_per_s(size, medians[bare]),
                 "MiB/s",
             )
             .ratio_to(mib_per_s(size, limit), None),
