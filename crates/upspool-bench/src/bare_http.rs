@@ -229,18 +229,15 @@ impl Sink {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::*;
-    use crate::direct::WriteMode;
+    use crate::direct::{assert_each_segment_is, test_scratch, WriteMode};
 
     /// Every segment lands at its offset whole over HTTP, including a last segment and block
     /// that are not whole pages (so the baseline's speed is that of the real work).
     #[tokio::test]
     async fn every_byte_arrives_at_its_offset() {
         let data: Vec<u8> = (0..(1 << 20)).map(|i| (i * 11 % 241) as u8).collect();
-        // Beside the crate, not in /tmp, which may be a tmpfs without O_DIRECT.
-        let scratch = Scratch::new(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let scratch = test_scratch();
         let plan = Segments {
             size: 3 * (1 << 20) + 1000,
             segment: 1 << 20,
@@ -264,11 +261,7 @@ mod tests {
                 .unwrap();
             assert_eq!(resp.status(), reqwest::StatusCode::ACCEPTED);
         }
-        let written = std::fs::read(run.path()).unwrap();
-        assert_eq!(written.len() as u64, plan.size);
-        for (i, segment) in written.chunks(plan.segment).enumerate() {
-            assert!(segment == &data[..segment.len()], "segment {i} differs");
-        }
+        assert_each_segment_is(&run.path(), plan, &data, "bare HTTP");
         run.finish().unwrap();
     }
 }

@@ -506,6 +506,27 @@ pub fn evict(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A scratch directory for tests: beside the crate, not in /tmp, which may be a tmpfs
+/// without `O_DIRECT`.
+#[cfg(test)]
+pub(crate) fn test_scratch() -> Scratch {
+    Scratch::new(Path::new(env!("CARGO_MANIFEST_DIR"))).expect("scratch directory")
+}
+
+/// Test check: the file at `path` holds `plan.size` bytes, every segment of it the first
+/// bytes of `data` (each writer sends `data[..len]` as every segment).
+#[cfg(test)]
+pub(crate) fn assert_each_segment_is(path: &Path, plan: Segments, data: &[u8], what: &str) {
+    let written = std::fs::read(path).expect("the written file");
+    assert_eq!(written.len() as u64, plan.size, "{what}: file size");
+    for (i, segment) in written.chunks(plan.segment).enumerate() {
+        assert!(
+            segment == &data[..segment.len()],
+            "{what}: segment {i} differs"
+        );
+    }
+}
+
 /// The network part of the machine's limit: upspool's clients reach it over TCP, and on
 /// loopback every byte is copied by the sender into the socket and by the receiver out of it,
 /// on the same cores as the disk writes. These baselines do that and the same file I/O with no
@@ -704,8 +725,7 @@ pub mod loopback {
         fn every_byte_arrives_at_its_offset() {
             let data: Vec<u8> = (0..(1 << 20) + 4096).map(|i| (i * 7 % 251) as u8).collect();
             for (mode, streams) in [(WriteMode::Uncached, 3), (WriteMode::Buffered, 1)] {
-                // Beside the crate, not in /tmp, which may be a tmpfs without O_DIRECT.
-                let scratch = Scratch::new(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
+                let scratch = test_scratch();
                 let plan = Segments {
                     size: 5 * (1 << 20) + 1000,
                     segment: 1 << 20,
@@ -714,20 +734,13 @@ pub mod loopback {
                     mode,
                 };
                 send_segments(&scratch, "t", plan, &data).unwrap();
-                let written = std::fs::read(scratch.path("t")).unwrap();
-                assert_eq!(written.len() as u64, plan.size);
-                for (i, segment) in written.chunks(plan.segment).enumerate() {
-                    assert!(
-                        segment == &data[..segment.len()],
-                        "{mode:?}: segment {i} differs"
-                    );
-                }
+                assert_each_segment_is(&scratch.path("t"), plan, &data, &format!("{mode:?}"));
             }
         }
 
         #[test]
         fn a_file_goes_through_whole() {
-            let scratch = Scratch::new(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
+            let scratch = test_scratch();
             let path = scratch.path("f");
             std::fs::write(&path, vec![3u8; 3 * (512 << 10) + 17]).unwrap();
             let (n, _) = send_file(&path, 512 << 10).unwrap();
@@ -753,8 +766,7 @@ mod tests {
             WriteMode::Uncached,
             WriteMode::UncachedRing,
         ] {
-            // Beside the crate, not in /tmp, which may be a tmpfs without O_DIRECT.
-            let scratch = Scratch::new(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
+            let scratch = test_scratch();
             let plan = Segments {
                 size: 3 * (1 << 20) + 1000,
                 segment: 1 << 20,
@@ -769,14 +781,7 @@ mod tests {
             while let Some((at, len)) = cursor.take() {
                 plan.write_segment(&target, &data[..len], at).unwrap();
             }
-            let written = std::fs::read(scratch.path("w")).unwrap();
-            assert_eq!(written.len() as u64, plan.size);
-            for (i, segment) in written.chunks(plan.segment).enumerate() {
-                assert!(
-                    segment == &data[..segment.len()],
-                    "{mode:?}: segment {i} differs"
-                );
-            }
+            assert_each_segment_is(&scratch.path("w"), plan, data, &format!("{mode:?}"));
         }
     }
 }
