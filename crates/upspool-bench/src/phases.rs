@@ -413,43 +413,24 @@ pub async fn upload_and_download(b: &Arc<Bench>) -> anyhow::Result<Vec<Row>> {
                 Row::new(1, label, speed, "MiB/s").ratio_to(mib_per_s(size, medians[i]), None),
             );
         }
-        rows.push(
-            Row::new(
-                1,
+        // The networked writers: upspool beside each (what it adds to them), and each beside
+        // the fastest direct writer (how near the target it gets on this machine).
+        for (i, beside, itself) in [
+            (
+                loopback,
                 "  beside loopback TCP + uncached writes, overlapped (no HTTP)",
-                speed,
-                "MiB/s",
-            )
-            .ratio_to(mib_per_s(size, medians[loopback]), None),
-        );
-        // How near the target any networked writer gets on this machine.
-        rows.push(
-            Row::new(
-                1,
                 "  that loopback writer itself, beside the fastest direct writer",
-                mib_per_s(size, medians[loopback]),
-                "MiB/s",
-            )
-            .ratio_to(mib_per_s(size, limit), None),
-        );
-        rows.push(
-            Row::new(
-                1,
+            ),
+            (
+                bare,
                 "  beside HTTP + uncached writes, nothing else (a bare server on upspool's hyper)",
-                speed,
-                "MiB/s",
-            )
-            .ratio_to(mib_per_s(size, medians[bare]), None),
-        );
-        rows.push(
-            Row::new(
-                1,
                 "  that bare HTTP writer itself, beside the fastest direct writer",
-                mib_per_s(size, medians[bare]),
-                "MiB/s",
-            )
-            .ratio_to(mib_per_s(size, limit), None),
-        );
+            ),
+        ] {
+            let theirs = mib_per_s(size, medians[i]);
+            rows.push(Row::new(1, beside, speed, "MiB/s").ratio_to(theirs, None));
+            rows.push(Row::new(1, itself, theirs, "MiB/s").ratio_to(mib_per_s(size, limit), None));
+        }
         let gib = size as f64 / (1u64 << 30) as f64;
         rows.push(Row::new(
             1,
