@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use anyhow::Context;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -139,6 +138,18 @@ fn failed(e: impl std::fmt::Display) -> Failed {
     (StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
+/// Runs a file operation of the sink on the blocking pool, as the byte store does.
+async fn blocking(
+    sink: &Arc<Sink>,
+    op: impl FnOnce(&Sink) -> std::io::Result<()> + Send + 'static,
+) -> Result<(), Failed> {
+    let s = sink.clone();
+    tokio::task::spawn_blocking(move || op(&s))
+        .await
+        .map_err(failed)?
+        .map_err(failed)
+}
+
 /// One segment: allocate, stream the body into blocks written as they fill (at most
 /// [`UNCACHED_IN_FLIGHT`] at once), `fdatasync`, `202`.
 async fn put_segment(
@@ -148,11 +159,7 @@ async fn put_segment(
 ) -> Result<StatusCode, Failed> {
     let (at, len) =
         content_range(&headers).ok_or((StatusCode::BAD_REQUEST, "Content-Range".to_string()))?;
-    let s = sink.clone();
-    tokio::task::spawn_blocking(move || s.plan.allocate(&s.target, at, len))
-        .await
-        .map_err(failed)?
-        .map_err(failed)?;
+    blocking(&sink, move |s| s.plan.allocate(&s.target, at, len)).await?;
     let io = sink.plan.io;
     let mut writes = FuturesUnordered::new();
     let mut chunks = body.into_data_stream();
@@ -186,11 +193,7 @@ async fn put_segment(
     if got != len {
         return Err((StatusCode::BAD_REQUEST, format!("{got} of {len} bytes")));
     }
-    let s = sink.clone();
-    tokio::task::spawn_blocking(move || s.target.sync_data())
-        .await
-        .map_err(failed)?
-        .map_err(failed)?;
+    blocking(&sink, |s| s.target.sync_data()).await?;
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -222,7 +225,6 @@ impl Sink {
             .lock()
             .expect("blocks")
             .pop()
-            .context("more blocks in use than streams can hold")
             .expect("each stream holds at most its own blocks")
     }
 }
@@ -230,7 +232,7 @@ impl Sink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::direct::{assert_each_segment_is, test_scratch, WriteMode};
+    use crate::direct::{assert_each_segment_is, test_plan, test_scratch, WriteMode};
 
     /// Every segment lands at its offset whole over HTTP, including a last segment and block
     /// that are not whole pages (so the baseline's speed is that of the real work).
@@ -238,13 +240,7 @@ mod tests {
     async fn every_byte_arrives_at_its_offset() {
         let data: Vec<u8> = (0..(1 << 20)).map(|i| (i * 11 % 241) as u8).collect();
         let scratch = test_scratch();
-        let plan = Segments {
-            size: 3 * (1 << 20) + 1000,
-            segment: 1 << 20,
-            streams: 1,
-            io: 256 << 10,
-            mode: WriteMode::Uncached,
-        };
+        let plan = test_plan(WriteMode::Uncached);
         let run = Run::start(&scratch, plan).unwrap();
         let client = reqwest::Client::new();
         for at in (0..plan.size).step_by(plan.segment) {

@@ -513,6 +513,19 @@ pub(crate) fn test_scratch() -> Scratch {
     Scratch::new(Path::new(env!("CARGO_MANIFEST_DIR"))).expect("scratch directory")
 }
 
+/// A small plan for tests: three segments of 1 MiB and a last one of 1 000 bytes (neither
+/// whole pages nor a whole block), one stream.
+#[cfg(test)]
+pub(crate) fn test_plan(mode: WriteMode) -> Segments {
+    Segments {
+        size: 3 * (1 << 20) + 1000,
+        segment: 1 << 20,
+        streams: 1,
+        io: 256 << 10,
+        mode,
+    }
+}
+
 /// Test check: the file at `path` holds `plan.size` bytes, every segment of it the first
 /// bytes of `data` (each writer sends `data[..len]` as every segment).
 #[cfg(test)]
@@ -767,13 +780,7 @@ mod tests {
             WriteMode::UncachedRing,
         ] {
             let scratch = test_scratch();
-            let plan = Segments {
-                size: 3 * (1 << 20) + 1000,
-                segment: 1 << 20,
-                streams: 1,
-                io: 256 << 10,
-                mode,
-            };
+            let plan = test_plan(mode);
             let target = plan
                 .open(scratch.create("w", plan.size).unwrap(), &scratch.path("w"))
                 .unwrap();
